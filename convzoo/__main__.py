@@ -1,0 +1,3 @@
+from convzoo.cli import main
+
+main()

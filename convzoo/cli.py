@@ -1,0 +1,36 @@
+"""The ``convzoo`` command line: a thin Typer shell over the library.
+
+Each command lives in ``convzoo/commands/<name>.py``; this module only assembles them.
+Nothing imported here touches torch, so ``convzoo --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from convzoo.commands import evaluate as evaluate_command
+from convzoo.commands import list_models as list_command
+from convzoo.commands import train as train_command
+
+app = typer.Typer(
+    name="convzoo",
+    help="Train, inspect and probe the classic convolutional networks: LeNet-5 to BagNet.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=False,
+)
+
+app.command("list")(list_command.list_models_command)
+app.command("train")(train_command.train_command)
+app.command("eval")(evaluate_command.eval_command)
+# Commands added by later modules register here, one line each.
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

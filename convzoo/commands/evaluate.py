@@ -1,0 +1,2 @@
+def eval_command() -> None:
+    """placeholder"""

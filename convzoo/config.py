@@ -1,0 +1,200 @@
+"""Training configuration: one dataclass, loaded from YAML and overridden by CLI flags.
+
+Validation happens here, once, so that a typo in a YAML file is a one-line error that
+names the key and the file, before any data is loaded or any model is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convzoo.errors import ConvzooError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "onecycle", "step", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CONV_IMPLEMENTATIONS = ("torch", "scratch")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as ``config.yaml`` in the run folder."""
+
+    model: str = "lenet5"
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    epochs: int = 5
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    step_size: int = 30
+    """Epochs between learning-rate drops for the ``step`` schedule."""
+    gamma: float = 0.1
+    """Factor of each ``step`` drop."""
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value; none when unset."""
+    augment: bool = True
+    """The dataset's standard training augmentation (crop and flip for CIFAR and images)."""
+    device: str = "auto"
+    amp: bool = True
+    """bf16 autocast on CUDA; ignored on CPU, where it would only slow training."""
+    seed: int = 0
+    conv: str = "torch"
+    """``scratch`` swaps every Conv2d for convzoo's hand-written convolution."""
+    weights: str | None = None
+    """``torchvision`` (its ImageNet weights) or a path to a state-dict file."""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra arguments for the model's builder, e.g. ``{width_mult: 0.5}``."""
+    image_size: int | None = None
+    """Image side for the synthetic dataset (default 32, or the model's fixed input)."""
+    in_channels: int | None = None
+    """Channels for the synthetic dataset (default 3, or the model's fixed input)."""
+    train_size: int | None = None
+    """Use only the first N training images (synthetic: how many to generate)."""
+    num_workers: int = 4
+    """DataLoader workers for ``imagefolder:`` datasets; in-memory datasets need none."""
+    out: str = "runs"
+    name: str | None = None
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Keys that define what a run computes; ``--resume`` refuses to change them.
+RUN_DEFINING_KEYS = (
+    "model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule",
+    "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
+    "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
+    "train_size", "augment", "grad_clip",
+)
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
+    """Check one value against its field's annotation (given as a string by __future__)."""
+    optional = "None" in annotation
+    base = annotation.replace(" | None", "").strip()
+    if value is None:
+        if optional:
+            return None
+        raise ConvzooError(f"{source}: '{key}' must not be empty (expected {base}).")
+    wrong = ConvzooError(f"{source}: '{key}' must be {base}, got {value!r} ({type(value).__name__}).")
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise wrong
+    elif base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        value = float(value)
+    elif base == "str":
+        if not isinstance(value, str):
+            raise wrong
+    elif base.startswith("dict"):
+        if not isinstance(value, dict):
+            raise wrong
+    return value
+
+
+def _check_values(config: TrainConfig, source: str) -> None:
+    def bad(key: str, why: str) -> ConvzooError:
+        return ConvzooError(f"{source}: '{key}' {why}")
+
+    choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "conv": CONV_IMPLEMENTATIONS}
+    for key, allowed in choices.items():
+        if getattr(config, key) not in allowed:
+            raise bad(key, f"must be one of {', '.join(allowed)}, got {getattr(config, key)!r}.")
+    for key in ("epochs", "batch_size", "eval_batch_size", "step_size"):
+        if getattr(config, key) < 1:
+            raise bad(key, f"must be at least 1, got {getattr(config, key)}.")
+    for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "num_workers"):
+        if getattr(config, key) < 0:
+            raise bad(key, f"must not be negative, got {getattr(config, key)}.")
+    if config.lr == 0:
+        raise bad("lr", "must be positive, got 0.")
+    if not 0 <= config.label_smoothing < 1:
+        raise bad("label_smoothing", f"must be in [0, 1), got {config.label_smoothing}.")
+    if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
+        raise bad("warmup_epochs", f"({config.warmup_epochs}) must be shorter than epochs ({config.epochs}).")
+    if config.grad_clip is not None and config.grad_clip <= 0:
+        raise bad("grad_clip", f"must be positive, got {config.grad_clip}.")
+    for key in ("image_size", "in_channels", "train_size"):
+        value = getattr(config, key)
+        if value is not None and value < 1:
+            raise bad(key, f"must be at least 1, got {value}.")
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build a validated config; ``source`` names where the values came from in errors."""
+    if not isinstance(values, dict):
+        raise ConvzooError(f"{source}: expected a mapping of keys to values at the top level.")
+    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConvzooError(f"{source}: unknown key '{key}'.{hint} Valid keys: {', '.join(known)}.")
+        checked[key] = _coerce(key, value, _type_name(known[key].type), source)
+    config = TrainConfig(**checked)
+    _check_values(config, source)
+    return config
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; a missing or broken file is a one-line error."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConvzooError(f"cannot read config file {path}: {error.strerror}. Check the path.") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConvzooError(f"{path}: not valid YAML{where}. Fix the syntax.") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConvzooError(f"{path}: expected a mapping of keys to values at the top level.")
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The YAML file's values (if any), then non-None ``overrides`` (CLI flags) on top."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(read_yaml(path))
+        config_from_dict(values, source=str(path))  # blame the file for the file's own errors
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    values.update(flags)
+    return config_from_dict(values, source=str(path) if path is not None and not flags else "config")
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
