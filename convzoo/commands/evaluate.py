@@ -1,2 +1,45 @@
-def eval_command() -> None:
-    """placeholder"""
+"""``convzoo eval``: accuracy and loss of a checkpoint on a test split."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from convzoo.commands.common import (
+    ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, print_json, user_errors,
+)
+
+
+def eval_command(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="A run's best.pt or last.pt (or the run folder).")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Evaluate on this dataset's test split (default: the one trained on).")] = None,
+    data_dir: DataDirOption = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy per class.")] = False,
+    device: DeviceOption = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Evaluation batch size.")] = None,
+    conv: ConvOption = None,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Evaluate a checkpoint: top-1, top-5 and loss on the test split.
+
+    Example: [bold]convzoo eval --checkpoint runs/lenet5-mnist/best.pt --per-class[/bold]
+    """
+    with user_errors(debug):
+        from convzoo.engine.evaluate import evaluate_checkpoint
+
+        result = evaluate_checkpoint(
+            checkpoint, dataset=dataset, data_dir=data_dir, per_class=per_class,
+            device=device or "auto", conv=conv, batch_size=batch_size,
+        )
+        if json_output:
+            print_json(result)
+            return
+        typer.echo(
+            f"{result['model']} on {result['dataset']} test ({result['n']:,} images): "
+            f"top-1 {100 * result['acc1']:.2f}%  top-5 {100 * result['acc5']:.2f}%  loss {result['loss']:.4f}"
+        )
+        if per_class:
+            for index, accuracy in enumerate(result["per_class"]):
+                typer.echo(f"  class {index}: {'n/a' if accuracy is None else f'{100 * accuracy:.2f}%'}")

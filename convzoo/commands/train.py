@@ -1,2 +1,65 @@
-def train_command() -> None:
-    """placeholder"""
+"""``convzoo train``: train a model from flags and/or a YAML config."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from convzoo.commands.common import (
+    ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, print_json, user_errors,
+)
+
+
+def train_command(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Registered model name (see `convzoo list`).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="synthetic, mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH.")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="YAML experiment file; flags override its values.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Number of epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Training batch size.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help="sgd or adamw.")] = None,
+    schedule: Annotated[str | None, typer.Option("--schedule", help="cosine, onecycle, step or constant.")] = None,
+    device: DeviceOption = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA (default on).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed; seeded CPU runs are reproducible.")] = None,
+    data_dir: DataDirOption = None,
+    out: Annotated[str | None, typer.Option("--out", help="Folder for run folders (default runs/).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run folder name (default MODEL-DATASET-TIME).")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
+    conv: ConvOption = None,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Train a model; checkpoints, metrics and TensorBoard logs go to runs/NAME/.
+
+    Examples:
+      [bold]convzoo train --model lenet5[/bold]  (built-in synthetic data, no download)
+      [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
+      [bold]convzoo train --resume runs/lenet5-mnist[/bold]
+    """
+    with user_errors(debug):
+        from convzoo.config import load_config
+        from convzoo.engine.train import train
+
+        overrides = {
+            "model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+            "optimizer": optimizer, "schedule": schedule, "device": device, "amp": amp, "seed": seed,
+            "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
+        }
+        if resume is not None:
+            if config is not None:
+                from convzoo.errors import ConvzooError
+
+                raise ConvzooError("--resume continues a run from its own saved config; drop --config.")
+            result = train(None, resume=resume, overrides=overrides, quiet=json_output)  # type: ignore[arg-type]
+        else:
+            result = train(load_config(config, overrides), quiet=json_output)
+        if json_output:
+            print_json(result)
+        else:
+            typer.echo(
+                f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}), "
+                f"final {100 * result['final_acc']:.2f}%, {result['train_time_s']:.1f}s training -> {result['run_dir']}"
+            )

@@ -1,0 +1,22 @@
+"""CIFAR-10 and CIFAR-100 through torchvision, as uint8 tensors (N, 3, 32, 32)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from convzoo.data.files import missing_data_error, quiet_stdout
+
+
+def load_cifar(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision import datasets
+
+    dataset_class = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    try:
+        with quiet_stdout():
+            dataset = dataset_class(str(root), train=train, download=True)
+    except (OSError, RuntimeError) as error:
+        raise missing_data_error(name, root, error) from error
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    return images, torch.as_tensor(dataset.targets, dtype=torch.long)

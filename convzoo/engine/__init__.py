@@ -1,0 +1,1 @@
+"""The training engine: device and ranks, optimisation, checkpoints, logging, the loops."""

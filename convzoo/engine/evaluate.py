@@ -1,0 +1,109 @@
+"""Evaluation: top-1, top-5, loss and per-class accuracy of a model on a loader."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def autocast_context(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when asked; nothing elsewhere (on CPU it only slows convs)."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def main_logits(outputs: Any) -> torch.Tensor:
+    """The main head's logits, whether the model returned a tensor or (main, *auxiliary)."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+@torch.inference_mode()
+def evaluate(
+    model: torch.nn.Module,
+    loader: Any,
+    device: torch.device,
+    *,
+    num_classes: int,
+    amp: bool = True,
+    per_class: bool = False,
+) -> dict[str, Any]:
+    """Accuracy (fractions in [0, 1]) and mean cross-entropy over the whole loader.
+
+    The model is put in eval mode and restored to its previous mode afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct1 = torch.zeros((), device=device, dtype=torch.long)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    class_correct = torch.zeros(num_classes, device=device, dtype=torch.long)
+    class_total = torch.zeros(num_classes, device=device, dtype=torch.long)
+    count = 0
+    top_k = min(5, num_classes)
+    for images, labels in loader:
+        with autocast_context(device, amp):
+            logits = main_logits(model(images)).float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        top = logits.topk(top_k, dim=1).indices
+        hits = top == labels[:, None]
+        correct1 += hits[:, 0].sum()
+        correct5 += hits.any(dim=1).sum()
+        if per_class:
+            class_total += torch.bincount(labels, minlength=num_classes)
+            class_correct += torch.bincount(labels[hits[:, 0]], minlength=num_classes)
+        count += labels.numel()
+    model.train(was_training)
+    result: dict[str, Any] = {
+        "acc1": correct1.item() / max(count, 1),
+        "acc5": correct5.item() / max(count, 1),
+        "loss": loss_sum.item() / max(count, 1),
+        "n": count,
+    }
+    if per_class:
+        totals = class_total.cpu().tolist()
+        result["per_class"] = [c / t if t else None for c, t in zip(class_correct.cpu().tolist(), totals)]
+    return result
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    per_class: bool = False,
+    device: str = "auto",
+    conv: str | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Rebuild a checkpoint's model and evaluate it on its dataset's test split (or ``dataset``)."""
+    from convzoo.config import config_from_dict
+    from convzoo.engine.checkpoint import load_checkpoint, load_model_state
+    from convzoo.engine.runtime import pick_device
+    from convzoo.engine.setup import build_model, dataset_spec_for, loaders_for
+    from convzoo.errors import ConvzooError
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    values = dict(checkpoint["config"])
+    values.update({k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "conv": conv,
+                                      "eval_batch_size": batch_size}.items() if v is not None})
+    values["weights"] = None
+    config = config_from_dict(values, source=checkpoint["path"])
+    torch_device = pick_device(device)
+    spec, pad_to = dataset_spec_for(config)
+    trained_classes = checkpoint["model"][next(reversed(checkpoint["model"]))].shape[0]
+    if dataset is not None and spec.num_classes != trained_classes:
+        raise ConvzooError(
+            f"{checkpoint['model_name']} in {checkpoint['path']} was trained for {trained_classes} classes; "
+            f"{spec.name} has {spec.num_classes}. Evaluate on a dataset with the same classes."
+        )
+    loaders = loaders_for(config, spec, pad_to, torch_device)
+    model = build_model(config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs, conv=config.conv)
+    load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
+    model.to(torch_device)
+    result = evaluate(model, loaders.test, torch_device, num_classes=spec.num_classes, amp=config.amp, per_class=per_class)
+    result.update({"checkpoint": checkpoint["path"], "model": config.model, "dataset": spec.name, "epoch": checkpoint["epoch"]})
+    return result

@@ -1,0 +1,57 @@
+"""Optimisers and learning-rate schedules (stepped once per batch, with linear warm-up)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from convzoo.config import TrainConfig
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weights only: biases and normalisation scales are not decayed,
+    as in the training recipes of torchvision and timm."""
+    decayed, undecayed = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decayed if parameter.ndim > 1 else undecayed).append(parameter)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": undecayed, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfig, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if config.schedule == "constant":
+        return 1.0
+    if config.schedule == "step":
+        return config.gamma ** (step // (config.step_size * steps_per_epoch))
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    raise ValueError(config.schedule)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    if config.schedule == "onecycle":
+        # Smith & Topin's one-cycle: warm up to lr (the peak), then anneal to lr/1e4 by cosine.
+        pct_start = warmup_steps / total_steps if warmup_steps else 0.25
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=pct_start,
+            cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, config, steps_per_epoch)
+    )
