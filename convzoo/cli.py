@@ -10,6 +10,7 @@ import typer
 
 from convzoo.commands import evaluate as evaluate_command
 from convzoo.commands import list_models as list_command
+from convzoo.commands import probe as probe_command
 from convzoo.commands import train as train_command
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command("list")(list_command.list_models_command)
 app.command("train")(train_command.train_command)
 app.command("eval")(evaluate_command.eval_command)
+app.command("probe")(probe_command.probe_command)
 # Commands added by later modules register here, one line each.
 
 

@@ -53,9 +53,9 @@ def train_command(
                 from convzoo.errors import ConvzooError
 
                 raise ConvzooError("--resume continues a run from its own saved config; drop --config.")
-            result = train(None, resume=resume, overrides=overrides, quiet=json_output)  # type: ignore[arg-type]
+            result = train(None, resume=resume, overrides=overrides, progress_bars=not json_output)
         else:
-            result = train(load_config(config, overrides), quiet=json_output)
+            result = train(load_config(config, overrides), progress_bars=not json_output)
         if json_output:
             print_json(result)
         else:

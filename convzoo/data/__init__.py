@@ -25,11 +25,11 @@ def load_tensors(
     """A small dataset's split as uint8 images (N, C, H, W) and int64 labels (N,) on the CPU."""
     name = spec.name
     if name == "synthetic":
-        from convzoo.data.synthetic import DEFAULT_TEST_SIZE, DEFAULT_TRAIN_SIZE, generate_synthetic
+        from convzoo.data.synthetic import DEFAULT_TEST_SIZE, DEFAULT_TRAIN_SIZE, cached_synthetic
 
         count = size or (DEFAULT_TRAIN_SIZE if train else DEFAULT_TEST_SIZE)
         # The dataset's own seed is fixed: every run trains on the same synthetic images.
-        return generate_synthetic(count, image_size=spec.image_size, channels=spec.channels, train=train)
+        return cached_synthetic(count, image_size=spec.image_size, channels=spec.channels, train=train)
     root = resolve_data_dir(data_dir)
     if name in ("mnist", "fashion-mnist"):
         from convzoo.data.mnist import load_mnist_like

@@ -10,6 +10,7 @@ seed and the split, so the same call always yields the same bytes.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -91,3 +92,10 @@ def generate_synthetic(
     images = images + noise_level[:, None, None, None] * torch.randn(images.shape, generator=generator)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8)
     return images, labels
+
+
+@functools.lru_cache(maxsize=4)
+def cached_synthetic(size: int, *, image_size: int, channels: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``generate_synthetic`` once per process for repeated runs (tests, probes); callers
+    never write into the returned tensors."""
+    return generate_synthetic(size, image_size=image_size, channels=channels, train=train)

@@ -56,11 +56,11 @@ def _stderr_console():
 class RunLogger:
     """Writes ``metrics.jsonl`` and TensorBoard events in the run folder (main process only)."""
 
-    def __init__(self, run_dir: Path, enabled: bool, quiet: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, quiet: bool, progress_bars: bool = True) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
         self.quiet = quiet
-        self.interactive = enabled and not quiet and sys.stderr.isatty()
+        self.interactive = enabled and not quiet and progress_bars and sys.stderr.isatty()
         self.writer = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter

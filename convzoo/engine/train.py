@@ -95,9 +95,13 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def train(config: TrainConfig, *, resume: str | Path | None = None, overrides: dict[str, Any] | None = None,
-          quiet: bool = False) -> dict[str, Any]:
-    """Train ``config`` (or continue the run in ``resume``) and return the run's summary."""
+def train(config: TrainConfig | None, *, resume: str | Path | None = None, overrides: dict[str, Any] | None = None,
+          quiet: bool = False, progress_bars: bool = True) -> dict[str, Any]:
+    """Train ``config`` (or continue the run in ``resume``) and return the run's summary.
+
+    ``quiet`` silences stderr entirely (notebooks, tests); ``progress_bars=False`` keeps
+    the one plain line per epoch but never draws bars (``--json``).
+    """
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
         checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
@@ -105,12 +109,13 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, overrides: d
         run_dir, checkpoint = new_run_dir(config), None
     runtime = setup_runtime(config.device)
     try:
-        return _train(config, run_dir, checkpoint, runtime, quiet)
+        return _train(config, run_dir, checkpoint, runtime, quiet, progress_bars)
     finally:
         teardown_runtime(runtime)
 
 
-def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime: Runtime, quiet: bool) -> dict[str, Any]:
+def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime: Runtime, quiet: bool,
+           progress_bars: bool) -> dict[str, Any]:
     device = runtime.device
     if checkpoint is not None and checkpoint["epoch"] >= config.epochs:
         return _already_complete(config, run_dir, checkpoint, runtime, quiet)
@@ -147,7 +152,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
-    logger = RunLogger(run_dir, enabled=runtime.is_main, quiet=quiet)
+    logger = RunLogger(run_dir, enabled=runtime.is_main, quiet=quiet, progress_bars=progress_bars)
     logger.message(
         f"{'resuming' if checkpoint else 'training'} {config.model} on {spec.name} "
         f"({loaders.train.num_samples:,} images, {loaders.image_size}x{loaders.image_size}) on {device}"

@@ -1,0 +1,57 @@
+"""Pieces several model families share: the small-input rule, LRN, width rounding, init.
+
+Private (the leading underscore keeps ``convzoo.models`` from importing it as a family).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+SMALL_INPUT_MAX = 64
+"""Images up to this side (MNIST's 28, CIFAR's 32) get a family's small-input variant:
+the ImageNet stems downsample by 4 to 32 before the first block, which would leave a
+32x32 image with a 1x1 (or empty) feature map long before the classifier."""
+
+
+def is_small_input(image_size: int) -> bool:
+    return image_size <= SMALL_INPUT_MAX
+
+
+def alexnet_local_response_norm() -> nn.LocalResponseNorm:
+    """Krizhevsky et al. 2012, section 3.3: k=2, n=5, alpha=1e-4, beta=0.75.
+
+    The paper divides by ``(k + alpha * sum)``; PyTorch divides by ``(k + alpha / n * sum)``,
+    so the paper's alpha is passed multiplied by n. VGG's A-LRN uses the same layer
+    (Simonyan & Zisserman 2014, section 2.1).
+    """
+    size = 5
+    return nn.LocalResponseNorm(size=size, alpha=1e-4 * size, beta=0.75, k=2.0)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a width-multiplied channel count to a multiple of ``divisor``, never losing more
+    than 10%: the rounding of the MobileNet reference code, which torchvision keeps."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def init_weights_(model: nn.Module, *, conv_mode: str = "fan_out", linear_std: float | None = None) -> None:
+    """He (Kaiming) normal convolutions with zero bias, BatchNorm at identity, and Linear
+    layers drawn from N(0, ``linear_std``) with zero bias (PyTorch's default when None).
+
+    This is the initialisation torchvision gives ResNet, VGG, MobileNet and DenseNet
+    (``conv_mode`` is ``fan_out`` for the first three, ``fan_in`` for DenseNet).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode=conv_mode, nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear) and linear_std is not None:
+            nn.init.normal_(module.weight, 0, linear_std)
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,98 @@
+"""A probe's results as files (JSON, CSV, PNG, TensorBoard) and as terminal tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+CSV_COLUMNS = ("exit", "dim", "train_acc", "test_acc", "random_test_acc")
+
+
+def write_outputs(result: dict[str, Any], run_dir: Path, writer: Any = None) -> None:
+    """``probe.json``, ``probe.csv`` and ``probe.png`` in ``run_dir``; accuracy-by-depth
+    scalars (step = exit index) in TensorBoard when a ``SummaryWriter`` is given."""
+    (run_dir / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(run_dir / "probe.csv", "w", newline="") as file:
+        table = csv.writer(file)
+        table.writerow(CSV_COLUMNS)
+        for row in result["layers"]:
+            table.writerow([row["name"], row["dim"], f"{row['train_acc']:.6f}", f"{row['test_acc']:.6f}",
+                            f"{row['random_test_acc']:.6f}" if "random_test_acc" in row else ""])
+    plot_accuracy_by_depth(result, run_dir / "probe.png")
+    if writer is not None:
+        for depth, row in enumerate(result["layers"]):
+            writer.add_scalar("probe/test_acc", row["test_acc"], depth)
+            writer.add_scalar("probe/train_acc", row["train_acc"], depth)
+            if "random_test_acc" in row:
+                writer.add_scalar("probe/random_test_acc", row["random_test_acc"], depth)
+        writer.flush()
+
+
+def plot_accuracy_by_depth(result: dict[str, Any], path: Path) -> None:
+    """Test accuracy of each exit's linear probe against depth, trained vs random weights,
+    the picture of the lecture's table (Zhang et al. 2017)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["layers"]
+    depth = list(range(len(rows)))
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.2), dpi=120)
+    trained_label = "trained" if result.get("source") != "random-init" else "random weights"
+    axes.plot(depth, [100 * row["test_acc"] for row in rows], marker="o", label=f"{trained_label} (test)")
+    axes.plot(depth, [100 * row["train_acc"] for row in rows], marker=".", linestyle=":", alpha=0.6,
+              color=axes.lines[-1].get_color(), label=f"{trained_label} (train)")
+    if all("random_test_acc" in row for row in rows):
+        axes.plot(depth, [100 * row["random_test_acc"] for row in rows], marker="s", label="random weights (test)")
+    if result.get("num_classes"):
+        axes.axhline(100 / result["num_classes"], color="grey", linestyle="--", linewidth=0.8, label="chance")
+    axes.set_xticks(depth)
+    axes.set_xticklabels([f"{row['name']}\n{row['dim']:,}" for row in rows], rotation=30 if len(rows) > 6 else 0,
+                         fontsize=8)
+    axes.set_xlabel("exit (feature dimension)")
+    axes.set_ylabel("linear probe accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    axes.set_title(f"Linear probes of {result['model']} on {result['dataset']}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def results_table(result: dict[str, Any]):
+    """A rich table: one row per exit, in depth order."""
+    from rich.table import Table
+
+    with_random = any("random_test_acc" in row for row in result["layers"])
+    table = Table(title=f"linear probes: {result['model']} on {result['dataset']} ({result['source']})")
+    for header in ("exit", "dim", "train %", "test %", *(("random test %",) if with_random else ())):
+        table.add_column(header, justify="left" if header == "exit" else "right")
+    for row in result["layers"]:
+        cells = [row["name"], f"{row['dim']:,}", _percent(row["train_acc"]), _percent(row["test_acc"])]
+        if with_random:
+            cells.append(_percent(row.get("random_test_acc")))
+        table.add_row(*cells)
+    return table
+
+
+def layers_table(listing: dict[str, Any]):
+    """``--list-layers``: every tappable module, its output shape, and the declared exits."""
+    from rich.table import Table
+
+    shape = "x".join(map(str, listing["input_shape"]))
+    table = Table(title=f"tappable layers of {listing['model']} ({shape} input)", caption="* = a default exit")
+    for header in ("", "name", "type", "output shape"):
+        table.add_column(header)
+    for layer in listing["layers"]:
+        calls = f" (last of {layer['calls']} calls)" if layer["calls"] > 1 else ""
+        table.add_row("*" if layer["default_exit"] else "", layer["name"], layer["type"],
+                      "x".join(map(str, layer["shape"])) + calls)
+    return table

@@ -1,0 +1,347 @@
+"""``probe``: from a checkpoint (or a random network) to accuracy at every exit.
+
+The lecture's question, *how do the layers correspond to semantics?*, answered as
+Zhang et al. (2017) did for AlexNet: freeze the network, exit it at several depths, train
+only a linear classifier on each exit's features and compare with the same architecture
+at random weights. One call here does all of it; ``convzoo probe`` is its command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from convzoo.config import TrainConfig, config_from_dict
+from convzoo.errors import ConvzooError
+from convzoo.probing.features import Exit, FeatureTaps, plan_exit
+from convzoo.probing.heads import (
+    Batches, EpochStats, FeatureCache, LinearProbes, ProbeOutcome, ProbeTraining, backbone_batches,
+    evaluate_probes, train_probes,
+)
+from convzoo.probing.layers import LayerInfo, resolve_exits, trace_layers
+from convzoo.registry import get_model_info
+
+DEFAULT_FEATURES = 9216
+"""About 9,000 numbers per exit, the size Zhang et al. (2017) pooled AlexNet's conv1..conv5 to."""
+
+
+@dataclass
+class ProbeSettings:
+    """Everything about a probe run except what is probed."""
+
+    layers: list[str] | None = None
+    """Module names or glob patterns; None: the family's declared exits."""
+    features: int = DEFAULT_FEATURES
+    epochs: int = 5
+    batch_size: int = 256
+    eval_batch_size: int = 1000
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    batch_norm: bool = True
+    seed: int | None = None
+    """Seed of the random network and of the heads; None: the checkpoint's training seed (else 0)."""
+    amp: bool = True
+    train_size: int | None = None
+    cache_features: bool = False
+    compare_random: bool = False
+
+
+@dataclass
+class Backbone:
+    """What is probed: a model as a checkpoint's run built it, with its weights or none."""
+
+    config: TrainConfig
+    """The run's config: model, dataset it was trained on, model_kwargs, conv."""
+    state: dict[str, Any] | None
+    """Trained weights; None for a randomly initialised network."""
+    source: str
+    """The checkpoint's path, or ``random-init``."""
+    image_size: int | None = None
+    """The side the checkpoint's model was built for."""
+
+
+def resolve_backbone(
+    *,
+    checkpoint: str | None,
+    model: str | None,
+    random_init: bool,
+    data_dir: str | None = None,
+    conv: str | None = None,
+    dataset: str | None = None,
+    for_listing: bool = False,
+) -> Backbone:
+    """The network to probe from ``--checkpoint`` or ``--model --random-init``, or a one-line error.
+
+    ``for_listing`` (``--list-layers``) accepts ``--model`` alone: listing needs no weights.
+    """
+    if checkpoint is not None and random_init:
+        raise ConvzooError("pass either --checkpoint RUN/best.pt or --random-init, not both.")
+    if checkpoint is not None:
+        from convzoo.engine.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        if model is not None and model != loaded["model_name"]:
+            raise ConvzooError(
+                f"--model {model} does not match the checkpoint {loaded['path']}, which holds a "
+                f"{loaded['model_name']}. Drop --model or pass a {model} checkpoint."
+            )
+        values = dict(loaded["config"])
+        values.update({key: value for key, value in {"data_dir": data_dir, "conv": conv}.items() if value is not None})
+        values["weights"] = None
+        config = config_from_dict(values, source=loaded["path"])
+        return Backbone(config, loaded["model"], loaded["path"], loaded.get("image_size"))
+    if model is None or not (random_init or for_listing):
+        raise ConvzooError(
+            "nothing to probe: pass --checkpoint RUN/best.pt for a trained network, "
+            "or --model NAME --random-init for a randomly initialised one."
+        )
+    get_model_info(model)  # an unknown name fails here, naming the close ones
+    values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
+    return Backbone(config_from_dict(values, source="probe options"), None, "random-init")
+
+
+def build_backbone(backbone: Backbone, image_size: int, seed: int, trained: bool, device: torch.device) -> nn.Module:
+    """The model in eval mode on ``device``: with the checkpoint's weights when ``trained``,
+    else as initialised under ``seed`` (the same draw the training run started from)."""
+    from convzoo.engine.checkpoint import load_model_state
+    from convzoo.engine.setup import build_model, dataset_spec_for
+
+    spec, _ = dataset_spec_for(backbone.config)
+    torch.manual_seed(seed)
+    model = build_model(
+        backbone.config.model, spec, backbone.image_size or image_size,
+        model_kwargs=backbone.config.model_kwargs, conv=backbone.config.conv,
+    )
+    if trained and backbone.state is not None:
+        load_model_state(model, backbone.state, backbone.source, backbone.config.model)
+    model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def input_shape(backbone: Backbone, dataset: str | None = None) -> tuple[tuple[int, int, int], Any, int | None]:
+    """(C, H, W) of the images the probe feeds, the data's spec and the padding for fixed-size models."""
+    from convzoo.engine.setup import dataset_spec_for
+
+    model_spec, _ = dataset_spec_for(backbone.config)
+    data_config = dataclasses.replace(backbone.config, dataset=dataset or backbone.config.dataset)
+    spec, pad_to = dataset_spec_for(data_config)
+    if spec.channels != model_spec.channels:
+        raise ConvzooError(
+            f"{backbone.config.model} in {backbone.source} takes {model_spec.channels}-channel images; "
+            f"{spec.name} has {spec.channels}. Probe on a dataset with {model_spec.channels} channel(s)."
+        )
+    side = max(spec.image_size, pad_to or 0)
+    return (spec.channels, side, side), spec, pad_to
+
+
+def list_layers(backbone: Backbone, dataset: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Every tappable module with its output shape, marking the family's declared exits."""
+    from convzoo.engine.runtime import pick_device
+
+    torch_device = pick_device(device)
+    shape, spec, _ = input_shape(backbone, dataset)
+    model = build_backbone(backbone, shape[1], 0, trained=False, device=torch_device)
+    layers = trace_layers(model, torch.zeros(1, *shape, device=torch_device))
+    declared = set(get_model_info(backbone.config.model).probe_layers)
+    return {
+        "model": backbone.config.model,
+        "dataset": spec.name,
+        "input_shape": list(shape),
+        "layers": [
+            {"name": layer.name, "type": layer.type_name, "shape": list(layer.shape), "calls": layer.calls,
+             "default_exit": layer.name in declared}
+            for layer in layers
+        ],
+    }
+
+
+def plan_exits(model: nn.Module, backbone: Backbone, shape: tuple[int, int, int], settings: ProbeSettings,
+               device: torch.device) -> list[Exit]:
+    layers: list[LayerInfo] = trace_layers(model, torch.zeros(1, *shape, device=device))
+    hint = f"convzoo probe --model {backbone.config.model} --list-layers"
+    chosen = resolve_exits(
+        settings.layers, layers, get_model_info(backbone.config.model).probe_layers,
+        [name for name, _ in model.named_modules()], hint,
+    )
+    return [plan_exit(layer, settings.features) for layer in chosen]
+
+
+def probe_exits(
+    model: nn.Module,
+    exits: list[Exit],
+    loaders: Any,
+    num_classes: int,
+    settings: ProbeSettings,
+    seed: int,
+    device: torch.device,
+    logger: Any = None,
+    label: str = "trained",
+) -> ProbeOutcome:
+    """Train one linear head per exit on ``model``'s frozen features and test them."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)  # the same head initialisation for the trained and the random network
+    probes = LinearProbes([exit.dim for exit in exits], num_classes, settings.batch_norm).to(device)
+    training = ProbeTraining(epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay, amp=settings.amp)
+    steps = len(loaders.train)
+    cache = FeatureCache(steps * settings.batch_size, seed) if settings.cache_features else None
+    with FeatureTaps(model, exits) as taps:
+        def epoch_batches(epoch: int) -> Batches:
+            if cache is not None and epoch > 0:
+                batches = cache.replay(epoch)
+            else:
+                batches = backbone_batches(taps, loaders.train, device, settings.amp, epoch)
+                if cache is not None:
+                    batches = cache.recording(batches)
+            return _with_progress(batches, logger, steps, f"{label} epoch {epoch + 1}/{settings.epochs}")
+
+        def on_epoch(stats: EpochStats) -> None:
+            if logger is not None:
+                log_epoch(logger, label, exits, stats, settings.epochs)
+
+        history = train_probes(probes, epoch_batches, training, steps, device, on_epoch)
+        test_acc = evaluate_probes(probes, taps, loaders.test, device, settings.amp)
+    return ProbeOutcome(history[-1].accuracies, test_acc, history, time.perf_counter() - started)
+
+
+def _with_progress(batches: Batches, logger: Any, total: int, description: str) -> Batches:
+    if logger is None:
+        yield from batches
+        return
+    progress = logger.progress(total, description)
+    try:
+        for step, batch in enumerate(batches):
+            yield batch
+            if step % 10 == 0 or step + 1 == total:
+                progress.update(step + 1)
+    finally:
+        progress.close()
+
+
+def log_epoch(logger: Any, label: str, exits: list[Exit], stats: EpochStats, epochs: int) -> None:
+    """One stderr line per epoch and per-exit TensorBoard scalars."""
+    for exit, loss, accuracy in zip(exits, stats.losses, stats.accuracies):
+        logger.writer.add_scalar(f"{label}/train_loss/{exit.name}", loss, stats.epoch)
+        logger.writer.add_scalar(f"{label}/train_acc/{exit.name}", accuracy, stats.epoch)
+    logger.writer.flush()
+    accuracies = "  ".join(f"{exit.name} {100 * accuracy:.1f}%" for exit, accuracy in zip(exits, stats.accuracies))
+    logger.message(
+        f"{label} epoch {stats.epoch}/{epochs}  train acc  {accuracies}  "
+        f"{stats.images / max(stats.seconds, 1e-9):,.0f} img/s  {stats.seconds:.1f}s"
+    )
+
+
+def new_probe_dir(out: str, name: str | None, model: str, dataset: str) -> Path:
+    """``out/name``, or a fresh ``out/probe-MODEL-DATASET-TIME``; an earlier probe is never overwritten."""
+    if name:
+        run_dir = Path(out) / name
+        if (run_dir / "probe.json").exists():
+            raise ConvzooError(f"{run_dir} already holds a probe (probe.json). Choose another --name.")
+        return run_dir
+    dataset = dataset.replace("imagefolder:", "").rstrip("/").split("/")[-1] or "images"
+    base = Path(out) / f"probe-{model}-{dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir, suffix = base, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = base.with_name(f"{base.name}-{suffix}")
+    return run_dir
+
+
+def probe(
+    backbone: Backbone,
+    settings: ProbeSettings,
+    *,
+    dataset: str | None = None,
+    device: str = "auto",
+    out: str = "runs",
+    name: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Probe ``backbone`` at every exit (and its random twin with ``compare_random``).
+
+    Writes ``probe.json``, ``probe.csv``, ``probe.png`` and TensorBoard scalars to a new
+    run folder and returns the results object that ``--json`` prints.
+    """
+    from convzoo.data import build_loaders
+    from convzoo.engine.logging import RunLogger
+    from convzoo.engine.runtime import pick_device
+    from convzoo.probing.report import write_outputs
+
+    if settings.compare_random and backbone.state is None:
+        raise ConvzooError("--compare-random compares a trained network with its random twin; it needs --checkpoint.")
+    for option, value in (("--features", settings.features), ("--epochs", settings.epochs), ("--batch-size", settings.batch_size)):
+        if value < 1:
+            raise ConvzooError(f"{option} must be at least 1, got {value}.")
+    if settings.lr <= 0:
+        raise ConvzooError(f"--lr must be positive, got {settings.lr}.")
+    torch_device = pick_device(device)
+    seed = backbone.config.seed if settings.seed is None else settings.seed
+    shape, spec, pad_to = input_shape(backbone, dataset)
+    model = build_backbone(backbone, shape[1], seed, trained=True, device=torch_device)
+    exits = plan_exits(model, backbone, shape, settings, torch_device)
+    loaders = build_loaders(
+        spec, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size, device=torch_device,
+        data_dir=backbone.config.data_dir, seed=seed, augment=False, train_size=settings.train_size,
+        pad_to=pad_to, channels_last=torch_device.type == "cuda",
+    )
+    if len(loaders.train) == 0:
+        raise ConvzooError(
+            f"batch size {settings.batch_size} is larger than the training set ({loaders.train.num_samples} images). "
+            "Lower --batch-size."
+        )
+    run_dir = new_probe_dir(out, name, backbone.config.model, spec.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = RunLogger(run_dir, enabled=True, quiet=quiet)
+    logger.message(
+        f"probing {backbone.config.model} ({backbone.source}) at {len(exits)} exits on {spec.name} "
+        f"({loaders.train.num_samples:,} training images) on {torch_device} -> {run_dir}"
+    )
+    try:
+        trained = probe_exits(model, exits, loaders, spec.num_classes, settings, seed, torch_device, logger,
+                              "trained" if backbone.state is not None else "random")
+        random = None
+        if settings.compare_random:
+            twin = build_backbone(backbone, shape[1], seed, trained=False, device=torch_device)
+            random = probe_exits(twin, exits, loaders, spec.num_classes, settings, seed, torch_device, logger, "random")
+        result = results_object(backbone, spec, exits, trained, random, settings, seed, torch_device, run_dir)
+        write_outputs(result, run_dir, logger.writer)
+    finally:
+        logger.close()
+    return result
+
+
+def results_object(backbone: Backbone, spec: Any, exits: list[Exit], trained: ProbeOutcome,
+                   random: ProbeOutcome | None, settings: ProbeSettings, seed: int, device: torch.device,
+                   run_dir: Path) -> dict[str, Any]:
+    """What ``--json`` prints and ``probe.json`` holds; accuracies are fractions."""
+    rows = []
+    for index, exit in enumerate(exits):
+        row: dict[str, Any] = {"name": exit.name, "dim": exit.dim, "train_acc": trained.train_acc[index],
+                               "test_acc": trained.test_acc[index]}
+        if random is not None:
+            row["random_test_acc"] = random.test_acc[index]
+        rows.append(row)
+    result: dict[str, Any] = {
+        "model": backbone.config.model,
+        "dataset": spec.name,
+        "layers": rows,
+        "source": backbone.source,
+        "num_classes": spec.num_classes,
+        "features": settings.features,
+        "epochs": settings.epochs,
+        "seed": seed,
+        "device": str(device),
+        "probe_time_s": trained.seconds,
+        "run_dir": str(run_dir),
+    }
+    if random is not None:
+        result["random_probe_time_s"] = random.seconds
+    return result

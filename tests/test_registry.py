@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+import convzoo
+from convzoo.errors import ConvzooError
+from convzoo.model_catalog import catalog_rows, count_parameters, meta_parameter_count
+from convzoo.registry import register_model
+
+
+def test_list_models_accepts_shell_wildcards():
+    assert "lenet5" in convzoo.list_models()
+    assert convzoo.list_models("lenet*") == ["lenet5"]
+    assert convzoo.list_models("le?et5") == ["lenet5"]
+    assert convzoo.list_models("nothing-like-this*") == []
+    assert convzoo.list_models() == sorted(convzoo.list_models())
+
+
+def test_unknown_model_names_the_closest_registered_ones():
+    with pytest.raises(ConvzooError) as raised:
+        convzoo.create_model("lenet")
+    message = str(raised.value)
+    assert "unknown model 'lenet'" in message and "lenet5" in message and "\n" not in message
+
+
+def test_create_model_uses_the_papers_defaults_and_accepts_dataset_shapes():
+    model = convzoo.create_model("lenet5")
+    assert count_parameters(model) == 61_706  # LeCun et al. 1998, the lecture's table
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    three_channel = convzoo.create_model("lenet5", num_classes=100, in_channels=3)
+    assert three_channel(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_meta_device_counts_match_real_counts():
+    assert meta_parameter_count("lenet5") == count_parameters(convzoo.create_model("lenet5"))
+
+
+def test_catalog_rows_describe_each_model():
+    (row,) = catalog_rows("lenet5")
+    assert row == {"name": "lenet5", "family": "lenet", "paper": "LeCun et al. 1998", "params": 61_706,
+                   "input_size": [1, 32, 32], "num_classes": 10}
+    with pytest.raises(ConvzooError, match="no model matches"):
+        catalog_rows("zzz*")
+
+
+def test_registering_a_name_twice_is_refused():
+    with pytest.raises(ValueError, match="registered twice"):
+        @register_model(family="lenet", paper="-")
+        def lenet5(num_classes=10, in_channels=1, image_size=32):  # noqa: F811
+            raise AssertionError
