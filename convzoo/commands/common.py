@@ -56,6 +56,13 @@ def user_errors(debug: bool) -> Iterator[None]:
         fail(f"{type(error).__name__}: {text} (run again with --debug for the traceback).", exit_code=1)
 
 
+def is_main_process() -> bool:
+    """Under ``torchrun`` only rank 0 prints results, so stdout holds one answer."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def print_json(payload: dict[str, Any]) -> None:
     """The one JSON object a ``--json`` command prints."""
     sys.stdout.write(json.dumps(payload, default=str) + "\n")

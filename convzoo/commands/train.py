@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from convzoo.commands.common import (
-    ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, print_json, user_errors,
+    ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, is_main_process, print_json, user_errors,
 )
 
 
@@ -56,6 +56,8 @@ def train_command(
             result = train(None, resume=resume, overrides=overrides, progress_bars=not json_output)
         else:
             result = train(load_config(config, overrides), progress_bars=not json_output)
+        if not is_main_process():
+            return
         if json_output:
             print_json(result)
         else:

@@ -155,7 +155,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     logger = RunLogger(run_dir, enabled=runtime.is_main, quiet=quiet, progress_bars=progress_bars)
     logger.message(
         f"{'resuming' if checkpoint else 'training'} {config.model} on {spec.name} "
-        f"({loaders.train.num_samples:,} images, {loaders.image_size}x{loaders.image_size}) on {device}"
+        f"({loaders.train.num_samples * runtime.world_size:,} images, {loaders.image_size}x{loaders.image_size}) on {device}"
         + (f" x{runtime.world_size}" if runtime.distributed else "") + f" -> {run_dir}"
     )
     train_time = float(checkpoint.get("train_time_s", 0.0)) if checkpoint else 0.0
