@@ -19,6 +19,8 @@ _LAZY = {
     "load_config": "convzoo.config",
     "train": "convzoo.engine.train",
     "evaluate_checkpoint": "convzoo.engine.evaluate",
+    "summarize": "convzoo.summary",
+    "probe": "convzoo.probing",
 }
 
 __all__ = list(_LAZY) + ["__version__"]

@@ -11,6 +11,7 @@ import typer
 from convzoo.commands import evaluate as evaluate_command
 from convzoo.commands import list_models as list_command
 from convzoo.commands import probe as probe_command
+from convzoo.commands import summary as summary_command
 from convzoo.commands import train as train_command
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.command("list")(list_command.list_models_command)
 app.command("train")(train_command.train_command)
 app.command("eval")(evaluate_command.eval_command)
 app.command("probe")(probe_command.probe_command)
+app.command("summary")(summary_command.summary_command)
 # Commands added by later modules register here, one line each.
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from convzoo.errors import ConvzooError
-from convzoo.registry import create_model, get_model_info, list_models
+from convzoo.registry import get_model_info, list_models
 
 
 def count_parameters(model) -> int:
@@ -18,10 +18,9 @@ def count_parameters(model) -> int:
 
 
 def meta_parameter_count(name: str, **kwargs: Any) -> int:
-    import torch
+    from convzoo.summary import build_uninitialised
 
-    with torch.device("meta"):
-        return count_parameters(create_model(name, **kwargs))
+    return count_parameters(build_uninitialised(name, device="meta", **kwargs))
 
 
 def catalog_rows(pattern: str = "*") -> list[dict[str, Any]]:

@@ -60,7 +60,7 @@ class AxisField:
     def through_kernel(self, kernel: int, stride: int, padding: int, dilation: int) -> AxisField:
         """After a convolution or pooling window (Araujo eq. 2 and 3, Dumoulin & Visin 2016)."""
         return AxisField(
-            size=self.size + dilation * (kernel - 1) * int_or_fraction(self.jump),
+            size=self.size + math.ceil(dilation * (kernel - 1) * self.jump),
             jump=self.jump * stride,
             start=self.start - padding * self.jump,
         )
@@ -69,26 +69,31 @@ class AxisField:
         """After explicit zero padding of ``before`` pixels at the start of the axis."""
         return replace(self, start=self.start - before * self.jump)
 
+    def sliced(self, first: int, step: int) -> AxisField:
+        """After keeping every ``step``-th unit from unit ``first`` (a slice of the tensor)."""
+        return AxisField(size=self.size, jump=self.jump * step, start=self.start + first * self.jump)
+
     def through_adaptive_pool(self, in_length: int, out_length: int) -> AxisField:
         """Adaptive pooling: bin ``i`` covers units floor(i n/m) to ceil((i+1) n/m) - 1.
 
         When ``m`` divides ``n`` this is a window of ``n/m`` with stride ``n/m``; otherwise
         the bins differ in width, and the widest one sets the field (Araujo's
-        "largest field" convention), with a fractional jump ``n/m``.
+        "largest field" convention), with a fractional jump ``n/m``. Sizes grown by a
+        fractional jump later on are rounded up: upper bounds, not exact.
         """
         widest = max(
             math.ceil((i + 1) * in_length / out_length) - (i * in_length) // out_length
             for i in range(out_length)
         )
         return AxisField(
-            size=self.size + (widest - 1) * int_or_fraction(self.jump),
+            size=self.size + math.ceil((widest - 1) * self.jump),
             jump=self.jump * Fraction(in_length, out_length),
             start=self.start,
         )
 
     def spanning(self, length: int) -> AxisField:
         """What a unit depending on all ``length`` units of this axis sees: their union."""
-        return AxisField(size=self.size + (length - 1) * int_or_fraction(self.jump), jump=self.jump, start=self.start)
+        return AxisField(size=self.size + math.ceil((length - 1) * self.jump), jump=self.jump, start=self.start)
 
     def union(self, other: AxisField) -> AxisField:
         """Unit ``i`` of a map whose inputs are two aligned maps sees both fields.
@@ -106,10 +111,6 @@ class AxisField:
         """First and last input pixel seen by unit ``index`` (inclusive; may lie outside the image)."""
         first = self.start + index * self.jump
         return math.floor(first), math.floor(first) + self.size - 1
-
-
-def int_or_fraction(value: Fraction) -> Fraction | int:
-    return value.numerator if value.denominator == 1 else value
 
 
 @dataclass(frozen=True)
@@ -327,6 +328,29 @@ _ADAPTIVE_POOLS = {F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.adaptive_max_
 _PADS = {F.pad, torch.constant_pad_nd}
 
 
+def _spatial_slices(index: Any, dims: int, spatial_shape: tuple[int, int]) -> list[tuple[int, int]] | None:
+    """(first, step) along height and width of ``tensor[index]``, when the index slices them.
+
+    Cropping and subsampling by slices are how BagNet aligns its unpadded shortcuts
+    (``identity[:, :, :h, :w]``) and how the CIFAR ResNets' option-A shortcut subsamples
+    (``x[:, :, ::2, ::2]``). None when the index does anything else to those axes.
+    """
+    entries = list(index) if isinstance(index, tuple) else [index]
+    if any(entry is None for entry in entries) or sum(entry is Ellipsis for entry in entries) > 1:
+        return None
+    if Ellipsis in entries:
+        at = entries.index(Ellipsis)
+        entries[at:at + 1] = [slice(None)] * (dims - len(entries) + 1)
+    entries += [slice(None)] * (dims - len(entries))
+    slices = []
+    for entry, length in zip(entries[dims - 2:dims], spatial_shape):
+        if not isinstance(entry, slice):
+            return None
+        first, _, step = entry.indices(length)
+        slices.append((first, step))
+    return slices
+
+
 def _spatial(tensor: torch.Tensor) -> tuple[int, int] | None:
     return tuple(tensor.shape[-2:]) if tensor.dim() >= 3 else None  # type: ignore[return-value]
 
@@ -359,6 +383,10 @@ def _geometric_field(func: Callable[..., Any], args: tuple, kwargs: dict,
             # F.pad lists (left, right, top, bottom, ...): width first.
             before = (pad[2] if len(pad) >= 4 else 0, pad[0])
             return field.map_axes(lambda axis, i: axis.padded(before[i]), (0, 1))
+        if func is torch.Tensor.__getitem__ and in_shape:
+            spatial_slices = _spatial_slices(args[1], source.dim(), in_shape)
+            if spatial_slices is not None:
+                return field.map_axes(lambda axis, i: axis.sliced(*spatial_slices[i]), (0, 1))
 
     # Any other operation: if it keeps the spatial grid it acts on each position (ReLU,
     # BatchNorm, addition, concatenation along channels, LRN, dropout, ...), and a unit
@@ -610,13 +638,14 @@ def _positive_value(name: str, tensor: torch.Tensor) -> float:
     return 1.0
 
 
-def _materialise_positively(module: nn.Module, _args: tuple) -> None:
+def _materialise_positively(module: nn.Module, dtype: torch.dtype) -> None:
     for store in (module._parameters, module._buffers):
         for name, tensor in list(store.items()):
             if tensor is not None and tensor.device.type == "meta":
-                filled = torch.full(tensor.shape, _positive_value(name, tensor), dtype=torch.float64) \
+                filled = torch.full(tensor.shape, _positive_value(name, tensor), dtype=dtype) \
                     if tensor.is_floating_point() else torch.zeros(tensor.shape, dtype=tensor.dtype)
-                store[name] = nn.Parameter(filled) if isinstance(tensor, nn.Parameter) else filled
+                # No gradient for the weights: only the input's is measured.
+                store[name] = nn.Parameter(filled, requires_grad=False) if isinstance(tensor, nn.Parameter) else filled
 
 
 def measure_receptive_field(
@@ -624,6 +653,7 @@ def measure_receptive_field(
     input_size: Sequence[int],
     layer: str,
     position: tuple[int, int] | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Measure, by gradient, which input pixels one unit of ``layer``'s output depends on.
 
@@ -650,9 +680,10 @@ def measure_receptive_field(
         captured["output"] = next(_tensors(output))
         raise _StopForward
 
-    handles = [module.register_forward_pre_hook(_materialise_positively) for module in probe.modules()]
+    handles = [module.register_forward_pre_hook(lambda module, _args: _materialise_positively(module, dtype))
+               for module in probe.modules()]
     handles.append(modules[layer].register_forward_hook(capture))
-    image = torch.ones(1, *input_size, dtype=torch.float64, requires_grad=True)
+    image = torch.ones(1, *input_size, dtype=dtype, requires_grad=True)
     try:
         with _GradientProbeMode():
             probe(image)

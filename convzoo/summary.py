@@ -161,8 +161,8 @@ class ModelSummary:
                     "kernel_size": row.kernel_size,
                     "mult_adds": row.shown_mult_adds(limit) or 0,
                     "receptive_field": _field_value(row.field, "size"),
-                    "jump": _field_value(row.field, "jump"),
-                    "start": _field_value(row.field, "start"),
+                    "jump": _field_value(row.field, "jump", local_only=True),
+                    "start": _field_value(row.field, "start", local_only=True),
                     "global": bool(row.field is not None and row.field.is_global),
                 }
                 for row in self.visible_layers(limit)
@@ -182,8 +182,10 @@ class ModelSummary:
         }
 
 
-def _field_value(receptive_field: Any, attribute: str) -> Any:
-    if receptive_field is None or not receptive_field.is_known:
+def _field_value(receptive_field: Any, attribute: str, local_only: bool = False) -> Any:
+    """A field's size, jump or start for JSON: a number, [height, width] when they differ,
+    None when unknown (and, with ``local_only``, for a global unit, whose jump means nothing)."""
+    if receptive_field is None or not receptive_field.is_known or (local_only and receptive_field.is_global):
         return None
     value = getattr(receptive_field, attribute)
     return list(value) if isinstance(value, tuple) else value
@@ -218,19 +220,21 @@ def summarize(
     dataset_spec = _dataset_shape(dataset) if dataset else None
     if isinstance(model_or_name, str):
         name = model_or_name
-        model, default_input = _build_registered(name, dataset_spec, conv, device="meta")
-        size = _checked_input_size(input_size or default_input, name)
-        try:
-            return _summarize_model(model, name, size, batch_size, depth, train_mode)
-        except _ForwardFailed as failure:
-            if not failure.maybe_meta_limitation:
-                raise failure.as_user_error() from None
-        # An operation without a meta kernel: summarise a real (CPU) instance instead.
-        model, _ = _build_registered(name, dataset_spec, conv, device="cpu")
-        try:
-            return _summarize_model(model, name, size, batch_size, depth, train_mode)
-        except _ForwardFailed as failure:
-            raise failure.as_user_error() from None
+        info_input = _default_input(name, dataset_spec)
+        size = _checked_input_size(input_size or info_input, name)
+        cheap = (batch_size or 1) * size[1] * size[2] <= SHAPE_PASS_PIXELS
+        first_failure = None
+        for device in ("cpu", "meta") if cheap else ("meta", "cpu"):
+            model = _build_registered(name, dataset_spec, conv, device)
+            try:
+                return _summarize_model(model, name, size, batch_size, depth, train_mode, shape_pass=device == "cpu")
+            except _ForwardFailed as failure:
+                first_failure = first_failure or failure
+                # The other pass is a second opinion: torch's meta kernels confirm a failure
+                # of the shape pass, and the shape pass stands in for a missing meta kernel.
+                if device == "meta" and not failure.maybe_meta_limitation:
+                    break
+        raise first_failure.as_user_error()
 
     model = model_or_name
     if conv == "scratch":
@@ -239,9 +243,18 @@ def summarize(
         raise ConvzooError("a model object needs input_size=(C, H, W) or a dataset.")
     size = _checked_input_size(input_size or dataset_spec[:3], type(model).__name__)
     try:
-        return _summarize_model(model, type(model).__name__, size, batch_size, depth, train_mode)
+        return _summarize_model(model, type(model).__name__, size, batch_size, depth, train_mode, shape_pass=False)
     except _ForwardFailed as failure:
         raise failure.as_user_error() from None
+
+
+SHAPE_PASS_PIXELS = 16 * 224 * 224
+"""Up to this many input pixels (batch x height x width), a registered model is summarised
+by a CPU *shape pass* (:func:`shape_pass_mode`), where only poolings, concatenations and the
+like compute: ResNet-152 at 224x224 takes a few tenths of a second. Beyond, their memory
+would grow with the batch, and the model goes to the meta device: shapes only, no memory,
+but torch's meta kernels are partly Python and import TorchDynamo and sympy on first use,
+over a second of start-up that would dominate a small summary."""
 
 
 def _dataset_shape(dataset: str) -> tuple[int, int, int, int]:
@@ -252,29 +265,58 @@ def _dataset_shape(dataset: str) -> tuple[int, int, int, int]:
     return dataset_shape(dataset)
 
 
-def _build_registered(name: str, dataset_spec: tuple[int, int, int, int] | None, conv: str, device: str):
-    """Build a registered model (on ``device``) and the input size it takes by default."""
-    import torch
-
-    from convzoo.registry import create_model, get_model_info
+def _default_input(name: str, dataset_spec: tuple[int, int, int, int] | None) -> tuple[int, ...]:
+    from convzoo.registry import get_model_info
 
     info = get_model_info(name)
+    if dataset_spec is None:
+        return tuple(info.input_size)
+    channels, height, width, _ = dataset_spec
+    # Fixed-size models (LeNet-5) see the dataset's images padded to their size.
+    return (channels, *info.input_size[1:]) if info.fixed_input_size else (channels, height, width)
+
+
+def _build_registered(name: str, dataset_spec: tuple[int, int, int, int] | None, conv: str, device: str):
+    """A registered model, uninitialised, on ``device``; built for the dataset if one is given."""
     kwargs: dict[str, int] = {}
-    default_input = tuple(info.input_size)
     if dataset_spec is not None:
-        channels, height, width, num_classes = dataset_spec
+        channels, height, _, num_classes = dataset_spec
         kwargs = {"num_classes": num_classes, "in_channels": channels, "image_size": height}
-        # Fixed-size models (LeNet-5) see the dataset's images padded to their size.
-        default_input = (channels, *info.input_size[1:]) if info.fixed_input_size else (channels, height, width)
-    with torch.device(device):
-        model = create_model(name, **kwargs)
+    model = build_uninitialised(name, device, **kwargs)
     if conv == "scratch":
         try:
             from convzoo.ops import use_scratch_conv
         except ImportError:
             raise ConvzooError("--conv scratch needs convzoo.ops, which this installation lacks.") from None
         use_scratch_conv(model)
-    return model, default_input
+    return model
+
+
+def build_uninitialised(name: str, device: str = "meta", **kwargs: Any):
+    """A registered model whose weights are allocated (on ``device``) but never initialised.
+
+    Every in-place operation during construction is skipped: that is what weight
+    initialisation is made of, and a summary needs shapes, not values. On the CPU it
+    saves drawing ResNet-152's 60 M random numbers; on the meta device it avoids meta
+    kernels that import TorchDynamo.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from convzoo.registry import create_model
+
+    class SkipInPlace(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            # nn.init's functions pass their tensor by keyword to handle_torch_function.
+            target = args[0] if args else next(iter(kwargs.values()), None)
+            if name.endswith("_") and not name.endswith("__") and isinstance(target, torch.Tensor):
+                return target
+            return func(*args, **kwargs)
+
+    with torch.device(device), SkipInPlace():
+        return create_model(name, **kwargs)
 
 
 def _checked_input_size(input_size: Sequence[int], name: str) -> tuple[int, int, int]:
@@ -314,7 +356,9 @@ class _ForwardFailed(Exception):
 
 
 def _summarize_model(model, name: str, input_size: tuple[int, int, int], batch_size: int | None,
-                     depth: int, train_mode: bool) -> ModelSummary:
+                     depth: int, train_mode: bool, shape_pass: bool) -> ModelSummary:
+    from contextlib import nullcontext
+
     import torch
     import torchinfo
 
@@ -327,7 +371,7 @@ def _summarize_model(model, name: str, input_size: tuple[int, int, int], batch_s
     tracer = FieldTracer(model)
     with model_left_unchanged(model), torch.no_grad():
         try:
-            with tracer:
+            with shape_pass_mode() if shape_pass else nullcontext(), tracer:
                 statistics = torchinfo.summary(
                     model, input_data=[tracer.trace_input(image)], mode="train" if train_mode else "eval",
                     depth=depth, verbose=0,
@@ -359,6 +403,86 @@ def _summarize_model(model, name: str, input_size: tuple[int, int, int], batch_s
         weight_depth=tracer.weight_depth,
         unsupported_ops=sorted(tracer.unsupported),
     )
+
+
+def shape_pass_mode():
+    """A forward pass that computes shapes, not values, wherever the shape is known without them.
+
+    Convolutions and linear layers, elementwise functions (ReLU, BatchNorm, dropout, LRN,
+    ...) and broadcasting arithmetic return uninitialised tensors of the shape torch would
+    give: a convolution's from the output-size formula, M = floor((N + 2p - d(k-1) - 1)/s) + 1
+    (Dumoulin & Visin 2016), after the checks torch makes, with torch's messages; in-place
+    operations return their input. Every other operation (pooling, concatenation,
+    reshaping, ...) runs for real, on those values: the lists make the pass fast, never
+    wrong. Used on freshly built, uninitialised models only.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    from convzoo.receptive_field import Window
+
+    def conv2d_shape(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        channels = weight.shape[1] * groups
+        if input.dim() not in (3, 4) or input.shape[-3] != channels:
+            raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+                               f"{list(input.shape)} to have {channels} channels, but got {input.shape[-3]} channels instead")
+        window = Window.from_arguments(tuple(weight.shape[-2:]), stride, padding, dilation)
+        if padding == "same":
+            out = tuple(input.shape[-2:])
+        else:
+            out = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+                        zip(input.shape[-2:], window.kernel, window.stride, window.padding, window.dilation))
+        if min(out) < 1:
+            raise RuntimeError(f"Calculated output size: ({weight.shape[0]}x{out[0]}x{out[1]}). Output size is too small")
+        return (*input.shape[:-3], weight.shape[0], *out)
+
+    def linear_shape(input, weight, bias=None):
+        if input.shape[-1] != weight.shape[1]:
+            rows = input.numel() // max(input.shape[-1], 1)
+            raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{input.shape[-1]} and "
+                               f"{weight.shape[1]}x{weight.shape[0]})")
+        return (*input.shape[:-1], weight.shape[0])
+
+    def broadcast_shape(first, second):
+        # torch.broadcast_shapes would import sympy (a second of start-up) for the same rule.
+        length = max(len(first), len(second))
+        first, second = (1,) * (length - len(first)) + tuple(first), (1,) * (length - len(second)) + tuple(second)
+        if any(a != b and 1 not in (a, b) for a, b in zip(first, second)):
+            raise RuntimeError(f"The size of tensor a {list(first)} must match the size of tensor b {list(second)}")
+        return torch.Size(max(a, b) if 1 in (a, b) else a for a, b in zip(first, second))
+
+    layers = {torch.conv2d: conv2d_shape, F.linear: linear_shape}
+    tensor = torch.Tensor
+    elementwise = {
+        F.relu, torch.relu, torch.relu_, tensor.relu, tensor.relu_, F.relu6, F.hardtanh, F.hardtanh_, F.leaky_relu,
+        F.gelu, F.silu, F.hardswish, torch.sigmoid, tensor.sigmoid, torch.tanh, F.batch_norm, F.dropout,
+        F.local_response_norm, F.log_softmax, F.softmax,
+    }
+    broadcasting = {torch.add, tensor.add, tensor.add_, tensor.__add__, tensor.__radd__, tensor.__iadd__,
+                    torch.mul, tensor.mul, tensor.mul_, tensor.__mul__, tensor.__rmul__, tensor.__imul__}
+
+    class _ShapePass(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            source = args[0] if args else next(iter(kwargs.values()), None)
+            in_place = getattr(func, "__name__", "").endswith("_") or kwargs.get("inplace") is True
+            if func in layers:
+                return torch.empty(layers[func](*args, **kwargs), dtype=source.dtype, device=source.device)
+            if func in elementwise and isinstance(source, torch.Tensor):
+                return source if in_place else torch.empty_like(source)
+            if func in broadcasting and len(args) >= 2 and isinstance(source, torch.Tensor):
+                other = args[1]
+                shape = broadcast_shape(source.shape, other.shape if isinstance(other, torch.Tensor) else ())
+                if in_place or func is tensor.__iadd__ or func is tensor.__imul__:
+                    if shape != source.shape:
+                        raise RuntimeError(f"output with shape {list(source.shape)} doesn't match the broadcast shape "
+                                           f"{list(shape)}")
+                    return source
+                return torch.empty(shape, dtype=torch.result_type(source, other), device=source.device)
+            return func(*args, **kwargs)
+
+    return _ShapePass()
 
 
 def _layer_rows(summary_list: list, calls: list) -> list[LayerRow]:
@@ -442,16 +566,16 @@ def format_summary(summary: ModelSummary, output_format: str = "table", columns:
     if output_format == "json":
         return json.dumps(summary.to_dict())
     chosen = check_columns(columns)
-    header = ["Layer"] + [COLUMNS[column] for column in chosen]
-    rows = [[row.label if output_format == "csv" else _indent(row, output_format)]
-            + [_cell(row, column, summary, raw=output_format == "csv") for column in chosen]
-            for row in summary.visible_layers()]
+    layers = summary.visible_layers()
     if output_format == "csv":
-        rows = [[row.name] + cells[1:] for row, cells in zip(summary.visible_layers(), rows)]
-        return _csv(["name"] + chosen, rows)
+        return _csv(["name", *chosen], [[row.name] + [_cell(row, column, summary, raw=True) for column in chosen]
+                                        for row in layers])
+    header = ["Layer"] + [COLUMNS[column] for column in chosen]
+    rows = [[_indent(row, output_format)] + [_cell(row, column, summary, raw=False) for column in chosen]
+            for row in layers]
     if output_format == "markdown":
-        return _markdown_table(header, rows, right=range(1, len(header))) + "\n\n" + "\n".join(
-            f"- {line}" for line in _totals_lines(summary))
+        totals = "\n".join(f"- {line}" for line in _totals_lines(summary))
+        return f"{_markdown_table(header, rows, right=range(1, len(header)))}\n\n{totals}"
     if output_format == "table":
         title = f"{summary.name}, input {_shape_text(summary)}, {'train' if summary.train_mode else 'eval'} mode"
         return "\n".join([title, _text_table(header, rows), *_totals_lines(summary)])
@@ -521,8 +645,8 @@ def _field_cell(receptive_field: Any, column: str, raw: bool) -> Any:
         return "" if raw else "--"
     if not receptive_field.is_known:
         return "" if raw else "?"
-    if receptive_field.is_global and column != "receptive_field" and not raw:
-        return "--"
+    if receptive_field.is_global and column != "receptive_field":
+        return "" if raw else "--"
     value = getattr(receptive_field, {"receptive_field": "size"}.get(column, column))
     if raw:
         return "x".join(str(v) for v in value) if isinstance(value, tuple) else value

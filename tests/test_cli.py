@@ -24,7 +24,7 @@ def test_help_is_instant_and_does_not_import_torch():
     assert elapsed < 3  # generous for a loaded CI machine; BENCHMARKS.md records the real figure
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "list"])
+@pytest.mark.parametrize("command", ["train", "eval", "list", "summary", "probe"])
 def test_each_command_has_help_with_an_example(cli, command):
     code, out, _ = cli(command, "--help")
     assert code == 0 and "convzoo " + command in out.replace("\n", " ")

@@ -48,7 +48,7 @@ def user_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         if debug:
             raise
-        fail("interrupted; the last completed epoch's checkpoint is kept.", exit_code=130)
+        fail("interrupted; files already written (checkpoints of completed epochs) are kept.", exit_code=130)
     except Exception as error:  # noqa: BLE001 - last line of defence for a CLI
         if debug:
             raise

@@ -42,7 +42,7 @@ def probe_command(
 
     Examples:
       [bold]convzoo probe --checkpoint runs/lenet5-mnist/best.pt --compare-random[/bold]
-      [bold]convzoo probe --model resnet20 --random-init --layers 'layer*' --epochs 2[/bold]
+      [bold]convzoo probe --model resnet20 --random-init --layers 'layer?' --epochs 2[/bold]
       [bold]convzoo probe --model lenet5 --list-layers[/bold]
     """
     with user_errors(debug):
@@ -70,7 +70,8 @@ def probe_command(
             print_json(result)
         else:
             _print_table(results_table(result))
-            typer.echo(f"{result['probe_time_s']:.1f}s probing -> {result['run_dir']}")
+            random_time = f", {result['random_probe_time_s']:.1f}s its random twin" if "random_probe_time_s" in result else ""
+            typer.echo(f"{result['probe_time_s']:.1f}s probing{random_time} -> {result['run_dir']}")
 
 
 def _print_table(table: object) -> None:

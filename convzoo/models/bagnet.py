@@ -6,7 +6,7 @@ and no convolution pads, so each location of the last feature map sees exactly o
 q x q patch of the image (q = 9, 17 or 33). The classifier is linear and applied at every
 location: its logits are the class evidence of one patch, and the image's logits are
 their average, a "bag of local features" (section 2). Layout and module names follow the
-authors' reference implementation (``bagnets/pytorchnet.py``), so its weights load.
+authors' reference implementation (``bagnets/pytorchnet.py``): same state-dict keys.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convzoo.models import resnet
 from convzoo.models._common import init_weights_, is_small_input
 from convzoo.registry import register_model
 
@@ -32,30 +33,14 @@ KERNEL3_BLOCKS: dict[str, list[int]] = {
 }
 
 
-class Bottleneck(nn.Module):
-    """ResNet's bottleneck with a 1x1 or 3x3 middle convolution. Without padding the 3x3
+class Bottleneck(resnet.Bottleneck):
+    """ResNet's bottleneck with a 1x1 or an unpadded 3x3 middle convolution. The 3x3 then
     shrinks the map, so the shortcut is cropped to the residual branch's size (from the
     bottom right, as the reference code does; each kept value still lies in the patch)."""
 
-    expansion = 4
-
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 kernel_size: int = 1, padding: int = 0) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = self.residual(x)
         height, width = out.shape[-2:]
         return self.relu(out + identity[:, :, :height, :width])
 
@@ -81,8 +66,7 @@ class BagNet(nn.Module):
             out_channels = planes * Bottleneck.expansion
             downsample = None
             if stride != 1 or channels != out_channels:
-                downsample = nn.Sequential(nn.Conv2d(channels, out_channels, 1, stride=stride, bias=False),
-                                           nn.BatchNorm2d(out_channels))
+                downsample = resnet.projection_shortcut(channels, out_channels, stride)
             layers = []
             for block in range(blocks):
                 kernel_size = 3 if block < with_3x3 else 1

@@ -114,7 +114,9 @@ class GoogLeNet(nn.Module):
         def stem_pool() -> nn.Module:
             return nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
-        # Stem (Figure 3): conv 7x7/2, max-pool, LRN, conv 1x1, conv 3x3, LRN, max-pool.
+        # Stem (Figure 3): conv 7x7/2, max-pool, LRN, conv 1x1, conv 3x3, LRN, max-pool. The
+        # paper gives no LRN constants; PyTorch's defaults (n=5, alpha=1e-4, beta=0.75, k=1)
+        # are those of the Caffe reproduction the authors' Figure 3 corresponds to.
         self.conv1 = ConvReLU(in_channels, 64, 7, stride=1 if small_input else 2)
         self.maxpool1 = stem_pool()
         self.lrn1 = nn.LocalResponseNorm(size=5)

@@ -55,7 +55,8 @@ class DepthwiseSeparable(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        self.depthwise = ConvBNActivation(in_channels, in_channels, 3, stride, groups=in_channels, activation=nn.ReLU)
+        self.depthwise = ConvBNActivation(in_channels, in_channels, 3, stride, groups=in_channels,
+                                          activation=nn.ReLU)
         self.pointwise = ConvBNActivation(in_channels, out_channels, 1, activation=nn.ReLU)
 
 
@@ -83,7 +84,8 @@ class MobileNetV1(nn.Module):
                 probe_layers=stage_ends([stride for _, stride in V1_BLOCKS], offset=1))
 def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width_mult: float = 1.0,
                  **kwargs) -> MobileNetV1:
-    """MobileNet v1 of Table 1, 4,231,976 parameters at width_mult 1 (paper: 4.2 M); up to 64 px the first conv has stride 1."""
+    """MobileNet v1 of Table 1, 4,231,976 parameters at width_mult 1 (paper: 4.2 M); up to 64 px
+    the first convolution has stride 1."""
     return MobileNetV1(num_classes, in_channels, width_mult, is_small_input(image_size), **kwargs)
 
 
@@ -142,7 +144,8 @@ class MobileNetV2(nn.Module):
         for row in V2_ROWS:
             out_channels = make_divisible(row.channels * width_mult)
             for repeat in range(row.repeats):
-                layers.append(InvertedResidual(channels, out_channels, row.stride if repeat == 0 else 1, row.expansion))
+                stride = row.stride if repeat == 0 else 1
+                layers.append(InvertedResidual(channels, out_channels, stride, row.expansion))
                 channels = out_channels
         layers.append(ConvBNActivation(channels, last_channels, 1))
         self.features = nn.Sequential(*layers)
@@ -158,5 +161,6 @@ class MobileNetV2(nn.Module):
                 probe_layers=stage_ends(V2_BLOCK_STRIDES, offset=1) + (f"features.{len(V2_BLOCK_STRIDES) + 1}",))
 def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width_mult: float = 1.0,
                  **kwargs) -> MobileNetV2:
-    """MobileNet v2 of Table 2, 3,504,872 parameters (paper: 3.4 M); up to 64 px the first conv has stride 1."""
+    """MobileNet v2 of Table 2, 3,504,872 parameters (paper: 3.4 M); up to 64 px the first
+    convolution has stride 1."""
     return MobileNetV2(num_classes, in_channels, width_mult, is_small_input(image_size), **kwargs)

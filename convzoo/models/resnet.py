@@ -58,27 +58,32 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """Figure 5 (right): 1x1 reduce, 3x3, 1x1 restore to 4x the width."""
+    """Figure 5 (right): 1x1 reduce, 3x3, 1x1 restore to 4x the width.
+
+    ``kernel_size`` and ``padding`` of the middle convolution are BagNet's to change."""
 
     expansion = 4
 
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 kernel_size: int = 3, padding: int = 1) -> None:
         super().__init__()
         self.conv1 = conv1x1(in_channels, planes)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size, stride=stride, padding=padding, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        return self.bn3(self.conv3(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.residual(x) + identity)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn3
@@ -235,29 +240,34 @@ def resnet152(num_classes: int = 1000, in_channels: int = 3, image_size: int = 2
 
 @_register_cifar()
 def resnet20(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kwargs) -> ResNet:
-    """CIFAR ResNet-20 of section 4.2, 0.27 M parameters (Table 6); built for 32x32, any size works (global pooling)."""
+    """CIFAR ResNet-20 of section 4.2, 0.27 M parameters (Table 6);
+    built for 32x32 images, any size works (global average pooling)."""
     return _cifar_resnet(20, num_classes, in_channels, **kwargs)
 
 
 @_register_cifar()
 def resnet32(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kwargs) -> ResNet:
-    """CIFAR ResNet-32 of section 4.2, 0.46 M parameters (Table 6); built for 32x32, any size works (global pooling)."""
+    """CIFAR ResNet-32 of section 4.2, 0.46 M parameters (Table 6);
+    built for 32x32 images, any size works (global average pooling)."""
     return _cifar_resnet(32, num_classes, in_channels, **kwargs)
 
 
 @_register_cifar()
 def resnet44(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kwargs) -> ResNet:
-    """CIFAR ResNet-44 of section 4.2, 0.66 M parameters (Table 6); built for 32x32, any size works (global pooling)."""
+    """CIFAR ResNet-44 of section 4.2, 0.66 M parameters (Table 6);
+    built for 32x32 images, any size works (global average pooling)."""
     return _cifar_resnet(44, num_classes, in_channels, **kwargs)
 
 
 @_register_cifar()
 def resnet56(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kwargs) -> ResNet:
-    """CIFAR ResNet-56 of section 4.2, 0.85 M parameters (Table 6); built for 32x32, any size works (global pooling)."""
+    """CIFAR ResNet-56 of section 4.2, 0.85 M parameters (Table 6);
+    built for 32x32 images, any size works (global average pooling)."""
     return _cifar_resnet(56, num_classes, in_channels, **kwargs)
 
 
 @_register_cifar()
 def resnet110(num_classes: int = 10, in_channels: int = 3, image_size: int = 32, **kwargs) -> ResNet:
-    """CIFAR ResNet-110 of section 4.2, 1.7 M parameters (Table 6); built for 32x32, any size works (global pooling)."""
+    """CIFAR ResNet-110 of section 4.2, 1.7 M parameters (Table 6);
+    built for 32x32 images, any size works (global average pooling)."""
     return _cifar_resnet(110, num_classes, in_channels, **kwargs)

@@ -46,7 +46,7 @@ def parse_conv(layer: str) -> tuple[int, int]:
 
 def make_features(configuration: list[str], in_channels: int, batch_norm: bool, small_input: bool) -> nn.Sequential:
     """The convolutional trunk. For small inputs the last max-pool is an identity, so a
-    28x28 image keeps a 1x1 map (five halvings would leave nothing)."""
+    28x28 image keeps a 1x1 map (five halvings would leave nothing) and a 32x32 one 2x2."""
     modules: list[nn.Module] = []
     channels = in_channels
     for position, layer in enumerate(configuration):
@@ -84,10 +84,13 @@ class VGG(nn.Module):
                  batch_norm: bool = False, small_input: bool = False, dropout: float = 0.5) -> None:
         super().__init__()
         self.features = make_features(configuration, in_channels, batch_norm, small_input)
-        # 7x7 is the last map for 224x224 input; adaptive pooling lets other sizes in.
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        # 7x7 is the last map for 224x224 input; adaptive pooling lets other sizes in. Small
+        # images end at 1x1 or 2x2: pooled to 1x1, FC-4096 reads 512 features instead of 49
+        # copies of them (copies would multiply that layer's effective learning rate by 49).
+        pooled_side = 1 if small_input else 7
+        self.avgpool = nn.AdaptiveAvgPool2d((pooled_side, pooled_side))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
+            nn.Linear(512 * pooled_side * pooled_side, 4096),
             nn.ReLU(inplace=True),
             nn.Dropout(p=dropout),
             nn.Linear(4096, 4096),
@@ -102,8 +105,10 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _vgg(configuration: str, batch_norm: bool, num_classes: int, in_channels: int, image_size: int, **kwargs) -> VGG:
-    return VGG(CONFIGURATIONS[configuration], num_classes, in_channels, batch_norm, is_small_input(image_size), **kwargs)
+def _vgg(configuration: str, batch_norm: bool, num_classes: int, in_channels: int, image_size: int,
+         **kwargs) -> VGG:
+    small_input = is_small_input(image_size)
+    return VGG(CONFIGURATIONS[configuration], num_classes, in_channels, batch_norm, small_input, **kwargs)
 
 
 def _register(configuration: str, batch_norm: bool = False):
@@ -113,59 +118,69 @@ def _register(configuration: str, batch_norm: bool = False):
 
 @_register("A")
 def vgg11(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration A (Table 1), 132,863,336 parameters (Table 2: 133 M); up to 64 px the last max-pool is dropped."""
+    """VGG configuration A (Table 1), 132,863,336 parameters (Table 2: 133 M); up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("A", False, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("A-LRN")
 def vgg11_lrn(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration A-LRN (Table 1), A with AlexNet's LRN after conv1 (Table 2: 133 M); up to 64 px no last max-pool."""
+    """VGG configuration A-LRN (Table 1), A with AlexNet's LRN after conv1 (Table 2: 133 M); up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("A-LRN", False, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("B")
 def vgg13(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration B (Table 1), 133,047,848 parameters (Table 2: 133 M); up to 64 px the last max-pool is dropped."""
+    """VGG configuration B (Table 1), 133,047,848 parameters (Table 2: 133 M); up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("B", False, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("C")
 def vgg16_c(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration C (Table 1), with its three 1x1 convolutions (Table 2: 134 M); up to 64 px no last max-pool."""
+    """VGG configuration C (Table 1), with its three 1x1 convolutions (Table 2: 134 M); up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("C", False, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("D")
 def vgg16(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration D (Table 1), 138,357,544 parameters (Table 2: 138 M); up to 64 px the last max-pool is dropped."""
+    """VGG configuration D (Table 1), 138,357,544 parameters (Table 2: 138 M); up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("D", False, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("E")
 def vgg19(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration E (Table 1), 143,667,240 parameters (Table 2: 144 M); up to 64 px the last max-pool is dropped."""
+    """VGG configuration E (Table 1), 143,667,240 parameters (Table 2: 144 M); up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("E", False, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("A", batch_norm=True)
 def vgg11_bn(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration A (Table 1) with BatchNorm after each convolution, as torchvision; up to 64 px no last max-pool."""
+    """VGG configuration A (Table 1) with BatchNorm after each convolution, as torchvision; up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("A", True, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("B", batch_norm=True)
 def vgg13_bn(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration B (Table 1) with BatchNorm after each convolution, as torchvision; up to 64 px no last max-pool."""
+    """VGG configuration B (Table 1) with BatchNorm after each convolution, as torchvision; up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("B", True, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("D", batch_norm=True)
 def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration D (Table 1) with BatchNorm, 138,365,992 parameters; up to 64 px the last max-pool is dropped."""
+    """VGG configuration D (Table 1) with BatchNorm, 138,365,992 parameters; up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("D", True, num_classes, in_channels, image_size, **kwargs)
 
 
 @_register("E", batch_norm=True)
 def vgg19_bn(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> VGG:
-    """VGG configuration E (Table 1) with BatchNorm after each convolution, as torchvision; up to 64 px no last max-pool."""
+    """VGG configuration E (Table 1) with BatchNorm after each convolution, as torchvision; up to 64 px
+    no last max-pool, and FC-4096 reads the 512 pooled features."""
     return _vgg("E", True, num_classes, in_channels, image_size, **kwargs)

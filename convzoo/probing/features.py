@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convzoo.probing.layers import INPUT_EXIT, LayerInfo
+from convzoo.probing.layers import INPUT_EXIT, LayerInfo, resolve_exits, trace_layers
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,22 @@ def plan_exit(layer: LayerInfo, target_dim: int) -> Exit:
     side = min(range(1, max(spatial) + 1), key=lambda s: (abs(dim_at(s) - target_dim), s))
     pooled = tuple(min(side, extent) for extent in spatial)
     return Exit(layer.name, layer.shape, pooled, dim_at(side), layer.calls)
+
+
+def choose_exits(
+    model: nn.Module,
+    example: torch.Tensor,
+    requested: list[str] | None,
+    target_dim: int,
+    default_names: tuple[str, ...] = (),
+    list_hint: str = "convzoo probe --list-layers",
+) -> list[Exit]:
+    """The exits ``requested`` (names or globs; None: ``default_names``) of ``model`` for
+    inputs like ``example``, in depth order after ``input``, each planned to ~``target_dim``."""
+    layers = trace_layers(model, example)
+    module_names = [name for name, _ in model.named_modules()]
+    chosen = resolve_exits(requested, layers, default_names, module_names, list_hint)
+    return [plan_exit(layer, target_dim) for layer in chosen]
 
 
 def pool_features(output: torch.Tensor, pooled: tuple[int, ...] | None) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -49,17 +49,6 @@ class LinearProbes(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         return [head(feature.float()) for head, feature in zip(self.heads, features)]
-
-
-@dataclass
-class ProbeTraining:
-    """How the heads are trained (SGD with Nesterov momentum and a cosine schedule)."""
-
-    epochs: int = 5
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    amp: bool = True
 
 
 @dataclass
@@ -132,29 +121,31 @@ class FeatureCache:
 def train_probes(
     probes: LinearProbes,
     epoch_batches: Callable[[int], Batches],
-    settings: ProbeTraining,
+    *,
+    epochs: int,
     steps_per_epoch: int,
+    lr: float,
+    weight_decay: float,
+    amp: bool,
     device: torch.device,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> list[EpochStats]:
-    """Train all heads together for ``settings.epochs`` epochs; returns per-epoch stats."""
-    optimizer = torch.optim.SGD(
-        probes.parameters(), lr=settings.lr, momentum=settings.momentum,
-        nesterov=settings.momentum > 0, weight_decay=settings.weight_decay,
-    )
-    total_steps = max(1, settings.epochs * steps_per_epoch)
+    """Train all heads together for ``epochs`` epochs (SGD, Nesterov momentum 0.9, cosine
+    schedule to zero); returns per-epoch stats."""
+    optimizer = torch.optim.SGD(probes.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    total_steps = max(1, epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     )
     history = []
-    for epoch in range(settings.epochs):
+    for epoch in range(epochs):
         probes.train()
         loss_sums = torch.zeros(len(probes.heads), device=device)
         correct = torch.zeros(len(probes.heads), device=device, dtype=torch.long)
         seen = 0
         started = time.perf_counter()
         for features, labels in epoch_batches(epoch):
-            with autocast_context(device, settings.amp):
+            with autocast_context(device, amp):
                 logits = probes(features)
             losses = torch.stack([F.cross_entropy(head_logits.float(), labels) for head_logits in logits])
             optimizer.zero_grad(set_to_none=True)

@@ -40,23 +40,32 @@ def plot_accuracy_by_depth(result: dict[str, Any], path: Path) -> None:
 
     rows = result["layers"]
     depth = list(range(len(rows)))
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.2), dpi=120)
-    trained_label = "trained" if result.get("source") != "random-init" else "random weights"
-    axes.plot(depth, [100 * row["test_acc"] for row in rows], marker="o", label=f"{trained_label} (test)")
-    axes.plot(depth, [100 * row["train_acc"] for row in rows], marker=".", linestyle=":", alpha=0.6,
-              color=axes.lines[-1].get_color(), label=f"{trained_label} (train)")
+    curves = [("test_acc", "o", "-"), ("train_acc", ".", ":")]
     if all("random_test_acc" in row for row in rows):
-        axes.plot(depth, [100 * row["random_test_acc"] for row in rows], marker="s", label="random weights (test)")
-    if result.get("num_classes"):
-        axes.axhline(100 / result["num_classes"], color="grey", linestyle="--", linewidth=0.8, label="chance")
+        curves.append(("random_test_acc", "s", "-"))
+    trained = "trained" if result.get("source") != "random-init" else "random weights"
+    labels = {"test_acc": f"{trained} (test)", "train_acc": f"{trained} (train)", "random_test_acc": "random weights (test)"}
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.2), dpi=120)
+    lowest = 100.0
+    for key, marker, style in curves:
+        values = [100 * row[key] for row in rows]
+        lowest = min(lowest, *values)
+        colour = "C0" if key != "random_test_acc" else "C1"
+        axes.plot(depth, values, marker=marker, linestyle=style, color=colour, label=labels[key],
+                  alpha=0.6 if key == "train_acc" else 1.0)
+    # Zoom in on the curves (MNIST probes all lie above 85 %); show chance when it is in view.
+    bottom = max(0.0, 5 * ((lowest - 3) // 5))
+    chance = 100 / result["num_classes"] if result.get("num_classes") else None
+    if chance is not None and chance >= bottom:
+        axes.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label="chance")
     axes.set_xticks(depth)
     axes.set_xticklabels([f"{row['name']}\n{row['dim']:,}" for row in rows], rotation=30 if len(rows) > 6 else 0,
                          fontsize=8)
     axes.set_xlabel("exit (feature dimension)")
     axes.set_ylabel("linear probe accuracy (%)")
-    axes.set_ylim(0, 100)
+    axes.set_ylim(bottom, 100)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="best")
     axes.set_title(f"Linear probes of {result['model']} on {result['dataset']}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path)

@@ -20,12 +20,12 @@ from torch import nn
 
 from convzoo.config import TrainConfig, config_from_dict
 from convzoo.errors import ConvzooError
-from convzoo.probing.features import Exit, FeatureTaps, plan_exit
+from convzoo.probing.features import Exit, FeatureTaps, choose_exits
 from convzoo.probing.heads import (
-    Batches, EpochStats, FeatureCache, LinearProbes, ProbeOutcome, ProbeTraining, backbone_batches,
+    Batches, EpochStats, FeatureCache, LinearProbes, ProbeOutcome, backbone_batches,
     evaluate_probes, train_probes,
 )
-from convzoo.probing.layers import LayerInfo, resolve_exits, trace_layers
+from convzoo.probing.layers import trace_layers
 from convzoo.registry import get_model_info
 
 DEFAULT_FEATURES = 9216
@@ -69,9 +69,9 @@ class Backbone:
 
 def resolve_backbone(
     *,
-    checkpoint: str | None,
-    model: str | None,
-    random_init: bool,
+    checkpoint: str | None = None,
+    model: str | None = None,
+    random_init: bool = False,
     data_dir: str | None = None,
     conv: str | None = None,
     dataset: str | None = None,
@@ -164,17 +164,6 @@ def list_layers(backbone: Backbone, dataset: str | None = None, device: str = "c
     }
 
 
-def plan_exits(model: nn.Module, backbone: Backbone, shape: tuple[int, int, int], settings: ProbeSettings,
-               device: torch.device) -> list[Exit]:
-    layers: list[LayerInfo] = trace_layers(model, torch.zeros(1, *shape, device=device))
-    hint = f"convzoo probe --model {backbone.config.model} --list-layers"
-    chosen = resolve_exits(
-        settings.layers, layers, get_model_info(backbone.config.model).probe_layers,
-        [name for name, _ in model.named_modules()], hint,
-    )
-    return [plan_exit(layer, settings.features) for layer in chosen]
-
-
 def probe_exits(
     model: nn.Module,
     exits: list[Exit],
@@ -186,11 +175,16 @@ def probe_exits(
     logger: Any = None,
     label: str = "trained",
 ) -> ProbeOutcome:
-    """Train one linear head per exit on ``model``'s frozen features and test them."""
+    """Train one linear head per exit on ``model``'s frozen features and test them.
+
+    ``model`` is put in eval mode: its BatchNorm layers normalise with their running
+    statistics and never update them, and dropout is off, so the features are those of
+    the network as trained.
+    """
     started = time.perf_counter()
+    model.eval()
     torch.manual_seed(seed)  # the same head initialisation for the trained and the random network
     probes = LinearProbes([exit.dim for exit in exits], num_classes, settings.batch_norm).to(device)
-    training = ProbeTraining(epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay, amp=settings.amp)
     steps = len(loaders.train)
     cache = FeatureCache(steps * settings.batch_size, seed) if settings.cache_features else None
     with FeatureTaps(model, exits) as taps:
@@ -207,7 +201,10 @@ def probe_exits(
             if logger is not None:
                 log_epoch(logger, label, exits, stats, settings.epochs)
 
-        history = train_probes(probes, epoch_batches, training, steps, device, on_epoch)
+        history = train_probes(
+            probes, epoch_batches, epochs=settings.epochs, steps_per_epoch=steps, lr=settings.lr,
+            weight_decay=settings.weight_decay, amp=settings.amp, device=device, on_epoch=on_epoch,
+        )
         test_acc = evaluate_probes(probes, taps, loaders.test, device, settings.amp)
     return ProbeOutcome(history[-1].accuracies, test_acc, history, time.perf_counter() - started)
 
@@ -286,7 +283,11 @@ def probe(
     seed = backbone.config.seed if settings.seed is None else settings.seed
     shape, spec, pad_to = input_shape(backbone, dataset)
     model = build_backbone(backbone, shape[1], seed, trained=True, device=torch_device)
-    exits = plan_exits(model, backbone, shape, settings, torch_device)
+    exits = choose_exits(
+        model, torch.zeros(1, *shape, device=torch_device), settings.layers, settings.features,
+        get_model_info(backbone.config.model).probe_layers,
+        f"convzoo probe --model {backbone.config.model} --list-layers",
+    )
     loaders = build_loaders(
         spec, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size, device=torch_device,
         data_dir=backbone.config.data_dir, seed=seed, augment=False, train_size=settings.train_size,

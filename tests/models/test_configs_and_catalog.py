@@ -1,0 +1,44 @@
+"""The shipped configs (one per family at least) and `convzoo list` cover the whole zoo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from convzoo.config import load_config
+from convzoo.data.catalog import dataset_shape
+from convzoo.model_catalog import meta_parameter_count
+from convzoo.registry import create_model, get_model_info, list_models
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_config_is_valid_and_its_model_fits_its_dataset(path):
+    config = load_config(path)
+    assert path.stem.startswith(f"{config.model}-"), "configs are named model-dataset.yaml"
+    channels, side, _, num_classes = dataset_shape(config.dataset)
+    with torch.device("meta"):
+        model = create_model(config.model, num_classes=num_classes, in_channels=channels, image_size=side,
+                             **config.model_kwargs)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_every_family_ships_a_config():
+    families_with_config = {get_model_info(load_config(path).model).family for path in CONFIGS}
+    all_families = {get_model_info(name).family for name in list_models()}
+    assert all_families <= families_with_config
+
+
+def test_convzoo_list_shows_every_model_with_family_paper_parameters_and_input(cli):
+    exit_code, stdout, _ = cli("list", "--json")
+    assert exit_code == 0
+    rows = {row["name"]: row for row in json.loads(stdout)["models"]}
+    assert sorted(rows) == list_models()
+    for name, row in rows.items():
+        info = get_model_info(name)
+        assert (row["family"], row["paper"], row["input_size"]) == (info.family, info.paper, list(info.input_size))
+    assert rows["resnet50"]["params"] == meta_parameter_count("resnet50") == 25_557_032

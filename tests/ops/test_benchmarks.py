@@ -1,0 +1,33 @@
+"""The convolution benchmarks still run (a smoke run each; their numbers go to BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load(script: str):
+    spec = importlib.util.spec_from_file_location(script, BENCHMARKS / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[script] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_conv_smoke_run_prints_ratios(capsys):
+    bench = load("bench_conv")
+    bench.run(bench.parse_args(["--quick", "--models", "lenet5", "--threads", "1"]))
+    out = capsys.readouterr().out
+    assert "total time ratio, each distinct shape once:" in out
+    assert out.count("lenet5") >= 3  # three convolution shapes and the whole-network line
+    assert "worst peak-memory ratio:" in out
+
+
+def test_bench_conv_models_smoke_run_prints_a_ratio(capsys):
+    bench = load("bench_conv_models")
+    bench.run(bench.parse_args(["--quick", "--models", "lenet5", "--threads", "1"]))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("lenet5")]
+    assert len(lines) == 1 and float(lines[0].split()[-1]) > 0

@@ -1,0 +1,95 @@
+"""``convzoo.ops.Conv2d`` is a drop-in ``nn.Conv2d`` and ``use_scratch_conv`` puts it into
+any model of the zoo without changing what the model computes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from convzoo.ops import Conv2d, use_scratch_conv
+from convzoo.registry import create_model, get_model_info, list_models
+
+CONSTRUCTIONS = [
+    dict(in_channels=4, out_channels=6, kernel_size=3),
+    dict(in_channels=4, out_channels=6, kernel_size=(2, 5), stride=(2, 1), padding=(1, 2), bias=False),
+    dict(in_channels=4, out_channels=8, kernel_size=3, padding="same", dilation=2, groups=2),
+    dict(in_channels=4, out_channels=4, kernel_size=3, padding=2, groups=4, padding_mode="reflect"),
+    dict(in_channels=4, out_channels=6, kernel_size=4, padding="same", padding_mode="circular"),
+    dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, padding_mode="replicate"),
+]
+
+
+@pytest.mark.parametrize("arguments", CONSTRUCTIONS, ids=str)
+def test_conv2d_module_is_nn_conv2d_with_the_same_state_and_output(arguments):
+    torch.manual_seed(0)
+    reference = nn.Conv2d(**arguments).double()
+    scratch = Conv2d(**arguments).double()
+    assert isinstance(scratch, nn.Conv2d)
+    assert scratch.state_dict().keys() == reference.state_dict().keys()
+    scratch.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 4, 11, 9, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_()
+    out, expected = scratch(x), reference(x_ref)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(scratch.weight.grad, reference.weight.grad, rtol=1e-10, atol=1e-10)
+    reference.load_state_dict(scratch.state_dict(), strict=True)  # and back again
+
+
+class Custom(nn.Conv2d):
+    """A subclass with behaviour of its own, which the swap must leave alone."""
+
+    def forward(self, input):
+        return super().forward(input) * 2
+
+
+def test_use_scratch_conv_swaps_in_place_keeping_the_very_parameters():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Sequential(nn.Conv2d(4, 4, 1, bias=False)), Custom(4, 2, 1))
+    model = model.to(torch.float64)
+    modules_before = list(model.modules())
+    parameters_before = {name: p for name, p in model.named_parameters()}
+    assert use_scratch_conv(model) is model
+    assert list(model.modules()) == modules_before, "same module objects, swapped in place"
+    assert type(model[0]) is Conv2d and type(model[2][0]) is Conv2d
+    assert type(model[3]) is Custom
+    for name, parameter in model.named_parameters():
+        assert parameter is parameters_before[name]
+        assert parameter.dtype == torch.float64 and parameter.device.type == "cpu"
+
+
+def test_use_scratch_conv_model_trains_like_the_original():
+    """One SGD step on a small ResNet and a MobileNet (strided, depthwise, 1x1, batch norm) moves
+    every parameter as torch's convolutions would."""
+    for name in ("resnet20", "mobilenet_v2"):
+        torch.manual_seed(0)
+        original = create_model(name, num_classes=10, image_size=32).double()
+        scratch = use_scratch_conv(copy.deepcopy(original))
+        images, labels = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.tensor([0, 1, 2, 3])
+        for model in (original, scratch):
+            model.train()
+            torch.manual_seed(1)  # the same dropout masks for both
+            nn.functional.cross_entropy(model(images), labels).backward()
+        for (param_name, expected), got in zip(original.named_parameters(), scratch.parameters()):
+            torch.testing.assert_close(got.grad, expected.grad, rtol=1e-8, atol=1e-10, msg=f"{name} {param_name}")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_gives_the_same_logits_with_scratch_convolutions(name):
+    info = get_model_info(name)
+    side = info.input_size[1] if info.fixed_input_size else 32
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, image_size=side).eval()
+    images = torch.randn(2, info.input_size[0], side, side)
+    convolutions = sum(type(m) is nn.Conv2d for m in model.modules())
+    with torch.no_grad():
+        expected = model(images)
+        use_scratch_conv(model)
+        got = model(images)
+    assert sum(type(m) is Conv2d for m in model.modules()) == convolutions > 0
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * scale)
