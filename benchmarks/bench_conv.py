@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> None:
     for key, label in (("distinct", "each distinct shape once"), ("weighted", "each shape x its count")):
         torch_s, scratch_s = totals[key]
         if torch_s:
-            print(f"total time ratio, {label}: {scratch_s / torch_s:.2f}  ({scratch_s:.2f} s vs {torch_s:.2f} s)")
+            print(f"total time ratio, {label}: {scratch_s / torch_s:.2f}  ({scratch_s * 1e3:.1f} ms vs {torch_s * 1e3:.1f} ms)")
     if args.memory:
         print(f"worst peak-memory ratio: {worst_memory:.2f}")
 

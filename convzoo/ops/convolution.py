@@ -44,7 +44,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from convzoo.ops.correlation import Pair, correlate, output_size
+from convzoo.ops.correlation import correlate
+from convzoo.ops.plans import Pair, output_size
 
 IntOrPair = int | tuple[int, ...] | list[int]
 

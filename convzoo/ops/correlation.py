@@ -10,36 +10,42 @@ where ``x~`` is ``x`` with ``input_dilation - 1`` zeros inserted between neighbo
 then zero-padded (negative padding crops).  Forward pass, weight gradient and input
 gradient are all this one sum with different arguments (see ``convzoo/ops/convolution.py``).
 
-How the sum is evaluated: im2col without building im2col
--------------------------------------------------------
+How the sum is evaluated: im2col, mostly without building it
+------------------------------------------------------------
 The lecture's Toeplitz view (lecture 000, "convolution as a matrix product") writes the
 correlation as one product of the im2col matrix, one column per output position and
 one row per (channel, tap), with the flattened kernel.  Its rows come in blocks of
 ``C``, one block per kernel tap, and each block is the input shifted by that tap's
-offset.  Lay the (padded) input on a grid and flatten the grid's rows: the shifted
-block is then a *view* of the grid, offset by ``u*grid_width + v``, so the product is
-a sum over taps of ``kernel[:, :, u, v] @ view`` with nothing copied.  The positions
-that fall in the grid's padding columns are computed and thrown away, which costs
-``grid_width / output_width`` (about 4 % at 56x56).
+offset.  Every evaluation below is that product, blocked differently:
 
-* Stride ``s``: the shifted view would be strided.  Splitting the padded input into
-  ``s*s`` phases ``x[p::s, q::s]`` makes every tap a unit-stride view into one phase.
+* Shifted (the default for wide maps): lay the padded input on a grid and flatten its
+  rows; a tap's block is then a *view* of the grid, offset by ``u*grid_width + v``, and
+  the product is a sum over taps of ``kernel[:, :, u, v] @ view`` with nothing copied.
+  Cells in the grid's spare columns are computed and thrown away (4 % at 56x56).
+* Gathered (small maps, thin channels, bfloat16): copy the taps' windows into a real
+  im2col block, a chunk of images at a time, and make one wide product.  Taps reading
+  one phase at evenly spaced offsets (a lattice, ``convzoo.ops.plans``) are one strided
+  view, so the block is filled by a copy per lattice, not per tap.
+* Depthwise (one channel per group): the product over channels is a per-channel
+  multiply-add, over windows or over grid spans.
+* Clipped (input much smaller than its padding, as in LeNet's C5 input gradient): each
+  tap multiplies only the output cells where it reads input samples.
+* Stride ``s``: splitting the padded input into ``s*s`` phases ``x[p::s, q::s]`` makes
+  every tap read a unit-stride window of one phase.
 * Input dilation ``e`` (the input gradient of a strided convolution correlates a
-  zero-dilated upstream gradient): rather than multiplying by the inserted zeros, the
-  output is split into ``e*e`` phases; each phase is a stride-1 correlation with the
-  taps that land on real samples (the polyphase form of a transposed convolution).
+  zero-dilated upstream gradient): rather than multiplying the inserted zeros, the
+  output is split into ``e*e`` phases, each a stride-1 correlation with the taps that
+  land on real samples (the polyphase form of a transposed convolution).
 * Output smaller than the kernel (the weight gradient, whose "kernel" is the upstream
-  gradient): the roles of taps and output positions swap.  Loop over the few output
-  positions; each is one product over (channel, kernel position), with the kernel
-  laid on the same grid (zeros in its padding columns) so that its rows are again a
-  view.  Phases then split the input by the kernel dilation instead of the stride.
-* Thin contractions (3 input channels in a stem, 1 in depthwise layers): a few taps'
-  views are stacked into a real im2col block so each product is wide enough to run
-  efficiently; depthwise layers are a per-channel multiply-add.
+  gradient): taps and output positions swap roles.  Loop over the few output
+  positions, each one product over (channel, kernel cell), the kernel laid on the same
+  grid so its rows are again a view; phases now split the input by the dilation.
 
-The work is done a few images at a time (``_CHUNK_BYTES``), so the padded copy of the
-input and the output tile stay in cache across the taps and the extra memory is a
-chunk, not a tensor.
+Layout: grids keep channels innermost ("rows": one tall matrix per chunk of images) or
+each image's spatial plane innermost ("planes"), whichever avoids transposing copies
+for the shape at hand (``_PLANES_MIN_CELLS``).  Work goes a chunk of images at a time
+(``_CHUNK_BYTES``), so the grid and output tile stay in cache across the taps and the
+scratch memory is a chunk, never a multiple of a tensor.
 """
 
 from __future__ import annotations
@@ -49,7 +55,21 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-Pair = tuple[int, int]
+from convzoo.ops.plans import (
+    GridAxis,
+    Lattice,
+    Pair,
+    PositionPlan,
+    Tap,
+    TapPlan,
+    group_into_lattices,
+    output_size,
+    plan_positions,
+    plan_taps,
+    reading_samples,
+    real_cells,
+    share_reading_samples,
+)
 
 _CHUNK_BYTES = {"cpu": 6 << 20}
 """Working set per chunk of images: about what stays in a CPU's last-level cache slice.
@@ -68,127 +88,6 @@ _PLANES_MIN_CELLS = 14 * 14
 """Channels-first 1x1 convolutions of maps at least this large are multiplied plane by plane
 (no transposing copy: measured 1.2-2.5x faster); rows win on smaller maps and for 3x3
 kernels.  Thin channels (the stem, LeNet) stay in planes at any size."""
-
-
-@dataclass(frozen=True)
-class _GridAxis:
-    """How one spatial axis of the input is laid on a grid: ``grid[q][m] = x[m*period + q - origin]``."""
-
-    period: int
-    origin: int
-    length: int
-
-
-@dataclass(frozen=True)
-class _Tap:
-    """One kernel tap along one axis: kernel index, input phase it reads, offset in that phase."""
-
-    index: int
-    phase: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class _OutputPhase:
-    """Output positions ``start, start + period, ...`` (``count`` of them) and the taps feeding them."""
-
-    start: int
-    count: int
-    taps: tuple[_Tap, ...]
-
-
-@dataclass(frozen=True)
-class _TapPlan:
-    """One axis evaluated by looping over kernel taps."""
-
-    grid: _GridAxis
-    out_period: int
-    phases: tuple[_OutputPhase, ...]
-
-
-@dataclass(frozen=True)
-class _PositionPlan:
-    """One axis evaluated by looping over output positions: ``(phase, offset)`` for each."""
-
-    grid: _GridAxis
-    positions: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True)
-class _Lattice:
-    """Taps (or output positions) of one axis that read one phase at evenly spaced offsets,
-    so that a single strided view holds all their windows."""
-
-    phase: int
-    start: int
-    step: int
-    members: tuple[int, ...]
-    """Indices into the axis' list of taps (or positions)."""
-
-
-def _lattices(entries: list[tuple[int, int]]) -> list[_Lattice]:
-    """``(phase, offset)`` entries grouped by phase into runs of evenly spaced offsets."""
-    by_phase: dict[int, list[int]] = {}
-    for n, (phase, _) in enumerate(entries):
-        by_phase.setdefault(phase, []).append(n)
-    lattices = []
-    for phase, members in sorted(by_phase.items()):
-        run = [members[0]]
-        for n in members[1:]:
-            step = entries[run[1]][1] - entries[run[0]][1] if len(run) > 1 else entries[n][1] - entries[run[0]][1]
-            if step > 0 and entries[n][1] - entries[run[-1]][1] == step:
-                run.append(n)
-                continue
-            lattices.append(_lattice(entries, phase, run))
-            run = [n]
-        lattices.append(_lattice(entries, phase, run))
-    return lattices
-
-
-def _lattice(entries: list[tuple[int, int]], phase: int, run: list[int]) -> _Lattice:
-    step = entries[run[1]][1] - entries[run[0]][1] if len(run) > 1 else 1
-    return _Lattice(phase, entries[run[0]][1], step, tuple(run))
-
-
-def output_size(size: int, kernel: int, stride: int, dilation: int, input_dilation: int, pad: Pair) -> int:
-    """Lecture 004's ``floor((N + 2 pad - K) / stride) + 1``, with dilations and uneven padding."""
-    span = (size - 1) * input_dilation + 1 + pad[0] + pad[1]
-    return (span - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _plan_taps(size: int, kernel: int, stride: int, dilation: int, input_dilation: int, pad: Pair) -> _TapPlan:
-    out_length = output_size(size, kernel, stride, dilation, input_dilation, pad)
-    if input_dilation == 1:
-        # Tap u reads padded index i*s + u*d = s*(i + (u*d)//s) + (u*d)%s: phase (u*d)%s, unit stride.
-        taps = tuple(_Tap(u, (u * dilation) % stride, (u * dilation) // stride) for u in range(kernel))
-        length = out_length + max(tap.offset for tap in taps)
-        return _TapPlan(_GridAxis(stride, pad[0], length), 1, (_OutputPhase(0, out_length, taps),))
-    if stride != 1:
-        raise ValueError("the tap loop takes a stride or an input dilation, not both")
-    # Output t = m*e + r reads dilated index t + u*d - pad, a real sample only when that is a multiple of e.
-    phases = []
-    for start in range(min(input_dilation, out_length)):
-        count = -(-(out_length - start) // input_dilation)
-        taps = tuple(
-            _Tap(u, 0, (start + u * dilation - pad[0]) // input_dilation)
-            for u in range(kernel)
-            if (start + u * dilation - pad[0]) % input_dilation == 0
-        )
-        phases.append(_OutputPhase(start, count, taps))
-    shift = max([0] + [-tap.offset for phase in phases for tap in phase.taps])
-    phases = [
-        _OutputPhase(p.start, p.count, tuple(_Tap(t.index, 0, t.offset + shift) for t in p.taps)) for p in phases
-    ]
-    length = max([1] + [p.count + t.offset for p in phases for t in p.taps])
-    return _TapPlan(_GridAxis(1, shift, length), input_dilation, tuple(phases))
-
-
-def _plan_positions(size: int, kernel: int, stride: int, dilation: int, pad: Pair) -> _PositionPlan:
-    out_length = output_size(size, kernel, stride, dilation, 1, pad)
-    # Position i, tap u reads padded index i*s + u*d = d*((i*s)//d + u) + (i*s)%d: taps are contiguous in a phase.
-    positions = tuple(((i * stride) % dilation, (i * stride) // dilation) for i in range(out_length))
-    length = max(offset for _, offset in positions) + kernel
-    return _PositionPlan(_GridAxis(dilation, pad[0], length), positions)
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,13 +118,6 @@ def _is_grid(t: Tensor, rows: bool) -> bool:
     return s_w == 1 and s_c == height * width and s_g == channels * s_c and s_a == groups * s_g
 
 
-def _axis_copy_range(axis: _GridAxis, phase: int, size: int) -> tuple[int, int, int]:
-    """Grid indices [lo, hi) of a phase that hold real samples, and the first sample's index."""
-    lo = max(0, -((phase - axis.origin) // axis.period))
-    hi = min(axis.length, (size - 1 + axis.origin - phase) // axis.period + 1)
-    return lo, max(lo, hi), lo * axis.period + phase - axis.origin
-
-
 class _Grid:
     """The input phases a computation reads, laid on grids, refilled for each chunk of images.
 
@@ -233,7 +125,7 @@ class _Grid:
     when the buffer is made and never written again.
     """
 
-    def __init__(self, x: Tensor, axes: tuple[_GridAxis, _GridAxis], phases: list[Pair], chunk: int, rows: bool):
+    def __init__(self, x: Tensor, axes: tuple[GridAxis, GridAxis], phases: list[Pair], chunk: int, rows: bool):
         self.x = x
         self.axes = axes
         self.phases = {phase: n for n, phase in enumerate(phases)}
@@ -254,8 +146,8 @@ class _Grid:
             return
         height, width = self.x.shape[-2:]
         for (phase_h, phase_w), n in self.phases.items():
-            lo_h, hi_h, src_h = _axis_copy_range(self.axes[0], phase_h, height)
-            lo_w, hi_w, src_w = _axis_copy_range(self.axes[1], phase_w, width)
+            lo_h, hi_h, src_h = real_cells(self.axes[0], phase_h, height)
+            lo_w, hi_w, src_w = real_cells(self.axes[1], phase_w, width)
             if hi_h > lo_h and hi_w > lo_w:
                 step_h, step_w = self.axes[0].period, self.axes[1].period
                 source = self.x[
@@ -366,8 +258,8 @@ def _reduced(dtype: torch.dtype) -> bool:
 class _TapJob:
     """One output phase: the taps that feed it and where its result goes."""
 
-    taps: list[tuple[_Tap, _Tap]]
-    lattices: list[tuple[_Lattice, _Lattice]]
+    taps: list[tuple[Tap, Tap]]
+    lattices: list[tuple[Lattice, Lattice]]
     """``taps`` come lattice pair by lattice pair, in this order."""
     target: Tensor
     """The output positions of this phase, (B, G, O, count_h, count_w), a view of the output."""
@@ -380,7 +272,7 @@ class _TapJob:
     """Output rows gathered at a time (when one image's im2col block is over budget)."""
 
 
-def _correlate_by_taps(x: Tensor, w: Tensor, plans: tuple[_TapPlan, _TapPlan], rows: bool, out: Tensor) -> Tensor:
+def _correlate_by_taps(x: Tensor, w: Tensor, plans: tuple[TapPlan, TapPlan], rows: bool, out: Tensor) -> Tensor:
     batch, groups, channels, _, _ = x.shape
     _, out_channels, _, kernel_h, kernel_w = w.shape
     plan_h, plan_w = plans
@@ -395,8 +287,8 @@ def _correlate_by_taps(x: Tensor, w: Tensor, plans: tuple[_TapPlan, _TapPlan], r
             # Taps ordered lattice by lattice, so that each lattice's windows are one block of im2col rows.
             lattices = [
                 (lattice_h, lattice_w)
-                for lattice_h in _lattices([(t.phase, t.offset) for t in phase_h.taps])
-                for lattice_w in _lattices([(t.phase, t.offset) for t in phase_w.taps])
+                for lattice_h in group_into_lattices([(t.phase, t.offset) for t in phase_h.taps])
+                for lattice_w in group_into_lattices([(t.phase, t.offset) for t in phase_w.taps])
             ]
             taps = [
                 (phase_h.taps[i], phase_w.taps[j]) for lh, lw in lattices for i in lh.members for j in lw.members
@@ -415,7 +307,7 @@ def _correlate_by_taps(x: Tensor, w: Tensor, plans: tuple[_TapPlan, _TapPlan], r
     cells = grid_h * grid_w
     bytes_per_image = groups * x.element_size() * (
         cells * (channels * len(phases) + out_channels)
-        + sum(len(taps) * channels * target[0, 0, 0].numel() for taps, _, target, how in specs if how == "gathered")
+        + sum(len(taps) * channels * target.shape[-2] * target.shape[-1] for taps, _, target, how in specs if how == "gathered")
     )
     budget = _budget(x, x, out)
     chunk = _images_per_chunk(batch, bytes_per_image, budget)
@@ -452,7 +344,7 @@ def _correlate_by_taps(x: Tensor, w: Tensor, plans: tuple[_TapPlan, _TapPlan], r
     return out
 
 
-def _window(grid: _Grid, tap: tuple[_Tap, _Tap], first: int, count: int, size: Pair, top: int = 0) -> Tensor:
+def _window(grid: _Grid, tap: tuple[Tap, Tap], first: int, count: int, size: Pair, top: int = 0) -> Tensor:
     """The input cells tap ``tap`` multiplies for ``count`` images, from output row ``top``: (count, G, C, *size)."""
     tap_h, tap_w = tap
     phase_grid, at = grid.phase((tap_h.phase, tap_w.phase), first)
@@ -461,7 +353,7 @@ def _window(grid: _Grid, tap: tuple[_Tap, _Tap], first: int, count: int, size: P
 
 
 def _lattice_windows(
-    grid: _Grid, lattices: tuple[_Lattice, _Lattice], first: int, count: int, size: Pair, top: int = 0
+    grid: _Grid, lattices: tuple[Lattice, Lattice], first: int, count: int, size: Pair, top: int = 0
 ) -> Tensor:
     """The windows of every tap in a pair of lattices, one strided view: (count, G, nh, nw, C, *size)."""
     lattice_h, lattice_w = lattices
@@ -531,24 +423,7 @@ def _depthwise_taps(job: _TapJob, grid: _Grid, first: int, count: int, rows: boo
 # ---------------------------------------------------------------------------------------
 
 
-def _reading_samples(grid: _GridAxis, tap: _Tap, count: int, size: int) -> tuple[int, int, int]:
-    """Output indices [lo, hi) at which ``tap`` reads an input sample, and that first sample's index."""
-    first, last, _ = _axis_copy_range(grid, tap.phase, size)
-    lo, hi = max(0, first - tap.offset), min(count, last - tap.offset)
-    return lo, max(lo, hi), (lo + tap.offset) * grid.period + tap.phase - grid.origin
-
-
-def _share_reading_samples(plans: tuple[_TapPlan, _TapPlan], size: Pair) -> float:
-    """Of all (tap, output cell) products, the share that multiplies an input sample, not padding."""
-    share = 1.0
-    for plan, length in zip(plans, size):
-        (phase,) = plan.phases
-        cells = sum(hi - lo for lo, hi, _ in (_reading_samples(plan.grid, t, phase.count, length) for t in phase.taps))
-        share *= cells / (len(phase.taps) * phase.count)
-    return share
-
-
-def _correlate_clipped(x: Tensor, w: Tensor, plans: tuple[_TapPlan, _TapPlan], out: Tensor) -> Tensor:
+def _correlate_clipped(x: Tensor, w: Tensor, plans: tuple[TapPlan, TapPlan], out: Tensor) -> Tensor:
     """The same sum over taps, each tap restricted to the output cells where it reads samples.
 
     For a small input padded up to a large output (the input gradient of a convolution
@@ -559,9 +434,9 @@ def _correlate_clipped(x: Tensor, w: Tensor, plans: tuple[_TapPlan, _TapPlan], o
     period_h, period_w = plans[0].grid.period, plans[1].grid.period
     out.zero_()
     for tap_h in phase_h.taps:
-        lo_h, hi_h, source_h = _reading_samples(plans[0].grid, tap_h, phase_h.count, x.shape[-2])
+        lo_h, hi_h, source_h = reading_samples(plans[0].grid, tap_h, phase_h.count, x.shape[-2])
         for tap_w in phase_w.taps:
-            lo_w, hi_w, source_w = _reading_samples(plans[1].grid, tap_w, phase_w.count, x.shape[-1])
+            lo_w, hi_w, source_w = reading_samples(plans[1].grid, tap_w, phase_w.count, x.shape[-1])
             if hi_h == lo_h or hi_w == lo_w:
                 continue
             samples = x[
@@ -582,14 +457,14 @@ def _correlate_clipped(x: Tensor, w: Tensor, plans: tuple[_TapPlan, _TapPlan], o
 # ---------------------------------------------------------------------------------------
 
 
-def _correlate_by_positions(x: Tensor, w: Tensor, plans: tuple[_PositionPlan, _PositionPlan], rows: bool) -> Tensor:
+def _correlate_by_positions(x: Tensor, w: Tensor, plans: tuple[PositionPlan, PositionPlan], rows: bool) -> Tensor:
     batch, groups, channels, _, _ = x.shape
     _, out_channels, _, kernel_h, kernel_w = w.shape
     plan_h, plan_w = plans
     grid_h, grid_w = plan_h.grid.length, plan_w.grid.length
     out_h, out_w = len(plan_h.positions), len(plan_w.positions)
     # Positions ordered lattice by lattice (one strided view gathers a lattice's windows).
-    lattices = [(lh, lw) for lh in _lattices(list(plan_h.positions)) for lw in _lattices(list(plan_w.positions))]
+    lattices = [(lh, lw) for lh in group_into_lattices(list(plan_h.positions)) for lw in group_into_lattices(list(plan_w.positions))]
     order = [(i, j) for lh, lw in lattices for i in lh.members for j in lw.members]
     positions = [(plan_h.positions[i], plan_w.positions[j]) for i, j in order]
     phases = sorted({(ph[0], pw[0]) for ph, pw in positions})
@@ -613,7 +488,7 @@ def _correlate_by_positions(x: Tensor, w: Tensor, plans: tuple[_PositionPlan, _P
     budget = _budget(x, x, kernel)
     chunk = _images_per_chunk(channels, bytes_per_channel, budget)
     grid = _Grid(x, (plan_h.grid, plan_w.grid), phases, chunk, rows)
-    kernel_grid = _Grid(kernel, tuple(_GridAxis(1, 0, n) for n in kernel_size), [(0, 0)], chunk, rows)
+    kernel_grid = _Grid(kernel, tuple(GridAxis(1, 0, n) for n in kernel_size), [(0, 0)], chunk, rows)
     columns = None
     band = kernel_h
     if method == "gathered":
@@ -634,7 +509,7 @@ def _correlate_by_positions(x: Tensor, w: Tensor, plans: tuple[_PositionPlan, _P
         kernel_chunk = kernel_at[kernel_first : kernel_first + count]
         if method == "depthwise":
             for p, ((phase_h, offset_h), (phase_w, offset_w)) in enumerate(positions):
-                tap = (_Tap(0, phase_h, offset_h), _Tap(0, phase_w, offset_w))
+                tap = (Tap(0, phase_h, offset_h), Tap(0, phase_w, offset_w))
                 window = _window(grid, tap, first, count, (kernel_h, kernel_w))
                 accumulator[:, p, 0] += (window * kernel_chunk).sum(dim=(0, 3, 4))
         elif method == "gathered":
@@ -737,14 +612,14 @@ def correlate(
     rows = channels_last or not planes or not (thin or (pointwise and cells >= _PLANES_MIN_CELLS))
     if by_positions:
         plans = (
-            _plan_positions(height, kernel_h, stride[0], dilation[0], padding[0]),
-            _plan_positions(width, kernel_w, stride[1], dilation[1], padding[1]),
+            plan_positions(height, kernel_h, stride[0], dilation[0], padding[0]),
+            plan_positions(width, kernel_w, stride[1], dilation[1], padding[1]),
         )
         return out.copy_(_correlate_by_positions(x, w, plans, rows))
     plans = (
-        _plan_taps(height, kernel_h, stride[0], dilation[0], input_dilation[0], padding[0]),
-        _plan_taps(width, kernel_w, stride[1], dilation[1], input_dilation[1], padding[1]),
+        plan_taps(height, kernel_h, stride[0], dilation[0], input_dilation[0], padding[0]),
+        plan_taps(width, kernel_w, stride[1], dilation[1], input_dilation[1], padding[1]),
     )
-    if input_dilation == (1, 1) and _share_reading_samples(plans, (height, width)) < _MIN_SAMPLES_READ:
+    if input_dilation == (1, 1) and share_reading_samples(plans, (height, width)) < _MIN_SAMPLES_READ:
         return _correlate_clipped(x, w, plans, out)
     return _correlate_by_taps(x, w, plans, rows, out)

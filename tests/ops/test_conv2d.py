@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 import convzoo.ops.convolution as convolution
 import convzoo.ops.correlation as correlation
+import convzoo.ops.plans as plans
 from convzoo.ops import conv2d
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -107,6 +108,9 @@ EDGE_CASES = [
     Case(2, 6, 12, (7, 7), (3, 3), 2, 1, 1, 6, True),  # depthwise with multiplier 2, strided
     Case(1, 4, 4, (12, 12), (3, 3), 2, 2, 2, 2, False),  # stride and dilation together
     Case(3, 3, 8, (16, 16), (7, 7), 2, 3, 1, 1, False),  # a stem
+    Case(2, 16, 12, (5, 5), (5, 5), 1, 0, 1, 1, True),  # LeNet's C5: its input gradient pads 1x1 up to 9x9
+    Case(2, 3, 4, (3, 4), (3, 3), 2, 3, 1, 1, False),  # more padding than input, strided
+    Case(2, 8, 8, (6, 5), (3, 3), 1, 1, 1, 8, True),  # depthwise on a narrow map
 ]
 CASES = random_cases(seed=0, count=40) + EDGE_CASES
 
@@ -353,6 +357,7 @@ def test_backward_source_calls_no_builtin_convolution_or_autograd():
         inspect.getsource(convolution._input_gradient),
         inspect.getsource(convolution._weight_gradient),
         inspect.getsource(correlation),
+        inspect.getsource(plans),
     ]
     for source in sources:
         assert not names_used(source) & FORBIDDEN_NAMES, names_used(source) & FORBIDDEN_NAMES
