@@ -19,9 +19,7 @@ __all__ = [
 ]
 
 
-def load_tensors(
-    spec: DatasetSpec, *, train: bool, data_dir: str | None = None, seed: int = 0, size: int | None = None
-):
+def load_tensors(spec: DatasetSpec, *, train: bool, data_dir: str | None = None, size: int | None = None):
     """A small dataset's split as uint8 images (N, C, H, W) and int64 labels (N,) on the CPU."""
     name = spec.name
     if name == "synthetic":
@@ -77,7 +75,7 @@ def build_loaders(
     image_size = max(spec.image_size, pad_to or 0)
     loaders = []
     for train in (True, False):
-        images, labels = load_tensors(spec, train=train, data_dir=data_dir, seed=seed, size=train_size if train else None)
+        images, labels = load_tensors(spec, train=train, data_dir=data_dir, size=train_size if train else None)
         images = pad_images(images, image_size)
         loaders.append(InMemoryLoader(
             images, labels,

@@ -22,7 +22,7 @@ from convzoo.config import RUN_DEFINING_KEYS, TrainConfig, config_from_dict, rea
 from convzoo.engine.checkpoint import (
     CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, restore_rng_states, rng_states,
 )
-from convzoo.engine.evaluate import autocast_context, evaluate
+from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler
 from convzoo.engine.runtime import Runtime, setup_runtime, teardown_runtime
@@ -181,8 +181,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             scheduler.step()
             # Accumulate on the device: no host sync per step.
             loss_sum += loss.detach() * labels.numel()
-            logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-            correct += (logits.detach().argmax(1) == labels).sum()
+            correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
             seen += labels.numel()
             if progress.progress is not None and (step % 10 == 0 or step + 1 == len(loaders.train)):
                 rate = seen / max(time.perf_counter() - started, 1e-9)
