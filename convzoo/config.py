@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CONV_IMPLEMENTATIONS = ("torch", "scratch")
+_YAML11_EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
 @dataclass
@@ -61,7 +63,11 @@ class TrainConfig:
     in_channels: int | None = None
     """Channels for the synthetic dataset (default 3, or the model's fixed input)."""
     train_size: int | None = None
-    """Use only the first N training images (synthetic: how many to generate)."""
+    """Use only the first N training images (synthetic: how many to generate; image folders: a
+    fixed random N, since their files are sorted by class)."""
+    test_size: int | None = None
+    """Evaluate on only N test images, chosen as for ``train_size``: for quick checks, since
+    a smaller test set makes the reported accuracy (and the choice of best.pt) noisier."""
     num_workers: int = 4
     """DataLoader workers for ``imagefolder:`` datasets; in-memory datasets need none."""
     out: str = "runs"
@@ -80,7 +86,7 @@ RUN_DEFINING_KEYS = (
     "model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule",
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
-    "train_size", "augment", "grad_clip",
+    "train_size", "test_size", "augment", "grad_clip",
 )
 
 
@@ -104,6 +110,8 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise wrong
     elif base == "float":
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 3e-4 (no dot) as a string; every user means a number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong
         value = float(value)
@@ -135,10 +143,11 @@ def _check_values(config: TrainConfig, source: str) -> None:
     if not 0 <= config.label_smoothing < 1:
         raise bad("label_smoothing", f"must be in [0, 1), got {config.label_smoothing}.")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
-        raise bad("warmup_epochs", f"({config.warmup_epochs}) must be shorter than epochs ({config.epochs}).")
+        raise bad("warmup_epochs", f"({config.warmup_epochs}) must be shorter than epochs ({config.epochs}); "
+                                   "shorten it with --set warmup_epochs=N or train for more epochs.")
     if config.grad_clip is not None and config.grad_clip <= 0:
         raise bad("grad_clip", f"must be positive, got {config.grad_clip}.")
-    for key in ("image_size", "in_channels", "train_size"):
+    for key in ("image_size", "in_channels", "train_size", "test_size"):
         value = getattr(config, key)
         if value is not None and value < 1:
             raise bad(key, f"must be at least 1, got {value}.")
@@ -192,6 +201,31 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     flags = {key: value for key, value in (overrides or {}).items() if value is not None}
     values.update(flags)
     return config_from_dict(values, source=str(path) if path is not None and not flags else "config")
+
+
+def parse_set_options(assignments: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` flags as a dict, each value read as YAML (``0.1``, ``true``, ``null``).
+
+    Named flags cover the common keys; ``--set`` reaches every key of the config, as a
+    YAML file would, so that no recipe needs editing for a one-off change.
+    """
+    import yaml
+
+    values: dict[str, Any] = {}
+    for assignment in assignments or []:
+        key, equals, text = assignment.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ConvzooError(f"--set expects KEY=VALUE (e.g. --set warmup_epochs=0), got {assignment!r}.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConvzooError(f"--set {key}: {text!r} is not a valid YAML value. Quote it or fix the syntax.") from None
+        if value is None:
+            # None means "flag not given" everywhere else; unsetting belongs in the YAML file.
+            raise ConvzooError(f"--set {key} needs a value; to unset a key, remove it from the config file.")
+        values[key] = value
+    return values
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -109,3 +110,37 @@ def test_resume_refuses_changed_flags_on_the_command_line(cli, tmp_path):
     assert code != 0 and "Start a new run instead" in err
     code, out, err = cli("train", "--resume", f"{tmp_path}/r", "--json")
     assert code == 0 and json.loads(out)["already_complete"] is True
+
+
+def test_set_reaches_any_config_key_and_named_flags_win(cli, tmp_path):
+    code, out, err = cli("train", "--model", "lenet5", "--epochs", "1", "--out", tmp_path, "--name", "r",
+                         "--set", "train_size=256", "--set", "test_size=100", "--set", "label_smoothing=0.1",
+                         "--set", "epochs=7", "--json")
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert (saved["train_size"], saved["test_size"], saved["label_smoothing"], saved["epochs"]) == (256, 100, 0.1, 1)
+    record = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert (record["train_images"], record["test_images"]) == (256, 100)
+    code, out, err = cli("eval", "--checkpoint", f"{tmp_path}/r/best.pt", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 2000  # eval reports on the whole test split, not the run's quick subset
+
+
+@pytest.mark.parametrize(
+    ("assignment", "fragment"),
+    [("warmup_epoch=0", "unknown key 'warmup_epoch'"), ("lr=fast", "'lr' must be float"), ("lr", "KEY=VALUE")],
+)
+def test_bad_set_is_one_line_error(cli, tmp_path, assignment, fragment):
+    code, out, err = cli("train", "--model", "lenet5", "--out", tmp_path, "--set", assignment)
+    assert code != 0 and fragment in err
+    assert len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_eval_on_a_dataset_with_other_classes_is_refused(cli, tmp_path):
+    code, _, err = cli("train", "--model", "lenet5", "--epochs", "1", "--set", "train_size=256", "--out", tmp_path,
+                       "--name", "r", "--json")
+    assert code == 0, err
+    code, out, err = cli("eval", "--checkpoint", f"{tmp_path}/r/best.pt", "--dataset", "cifar100",
+                         "--data-dir", tmp_path)
+    assert code != 0 and "was trained for 10 classes; cifar100 has 100" in err
+    assert len(err.strip().splitlines()) == 1 and out == ""

@@ -81,3 +81,42 @@ def test_every_shipped_config_is_valid_and_names_a_registered_model(path):
     get_dataset_spec(config.dataset)
     model, dataset = path.stem.split("-", 1)
     assert (config.model, config.dataset) == (model, dataset), "configs are named MODEL-DATASET.yaml"
+
+
+def test_set_options_read_values_as_yaml():
+    from convzoo.config import parse_set_options
+
+    values = parse_set_options(["warmup_epochs=0", "augment=false", "lr=0.5", "model_kwargs={width_mult: 0.5}",
+                                "name=a=b"])
+    assert values == {"warmup_epochs": 0, "augment": False, "lr": 0.5, "model_kwargs": {"width_mult": 0.5},
+                      "name": "a=b"}
+    assert parse_set_options(None) == {}
+    assert load_config(None, parse_set_options(["lr=3e-4", "weight_decay=5E-5"])).lr == 3e-4
+
+
+def test_exponent_without_a_dot_is_a_number_in_yaml_files_too(tmp_path):
+    # PyYAML follows YAML 1.1, where 3e-4 is the string '3e-4'.
+    config = load_config(write(tmp_path, "lr: 3e-4\nweight_decay: 1e-5\n"))
+    assert (config.lr, config.weight_decay) == (3e-4, 1e-5)
+    with pytest.raises(ConvzooError, match="'lr' must be float"):
+        load_config(write(tmp_path, "lr: 3e-4x\n"))
+
+
+@pytest.mark.parametrize(
+    ("assignment", "fragment"),
+    [("warmup_epochs", "expects KEY=VALUE"), ("=3", "expects KEY=VALUE"), ("lr=[1", "not a valid YAML value"),
+     ("grad_clip=null", "needs a value"), ("grad_clip=", "needs a value")],
+)
+def test_bad_set_options_are_one_line_errors(assignment, fragment):
+    from convzoo.config import parse_set_options
+
+    with pytest.raises(ConvzooError, match=fragment.replace("[", r"\[")):
+        parse_set_options([assignment])
+
+
+def test_warmup_longer_than_training_says_how_to_shorten_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 5\nwarmup_epochs: 1\n")
+    with pytest.raises(ConvzooError, match="--set warmup_epochs=N"):
+        load_config(path, {"epochs": 1})
+    assert load_config(path, {"epochs": 1, "warmup_epochs": 0}).warmup_epochs == 0

@@ -29,6 +29,10 @@ def train_command(
     resume: Annotated[str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
     conv: ConvOption = None,
+    set_values: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE",
+        help="Set any config key, e.g. --set warmup_epochs=0 --set train_size=5000 (repeatable; "
+             "values are YAML; named flags win).")] = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -37,17 +41,20 @@ def train_command(
     Examples:
       [bold]convzoo train --model lenet5[/bold]  (built-in synthetic data, no download)
       [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
+      [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
     """
     with user_errors(debug):
-        from convzoo.config import load_config
+        from convzoo.config import load_config, parse_set_options
         from convzoo.engine.train import train
 
-        overrides = {
+        overrides = parse_set_options(set_values)
+        named_flags = {
             "model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "optimizer": optimizer, "schedule": schedule, "device": device, "amp": amp, "seed": seed,
             "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
         }
+        overrides.update({key: value for key, value in named_flags.items() if value is not None})
         if resume is not None:
             if config is not None:
                 from convzoo.errors import ConvzooError

@@ -14,7 +14,7 @@ from convzoo.data.catalog import DATASETS, DatasetSpec, dataset_names, dataset_s
 from convzoo.data.files import resolve_data_dir
 
 __all__ = [
-    "DATASETS", "DatasetSpec", "Loaders", "build_loaders", "dataset_names", "dataset_shape",
+    "DATASETS", "DatasetSpec", "Loaders", "build_loaders", "dataset_names", "dataset_shape", "fixed_random_subset",
     "get_dataset_spec", "load_tensors", "resolve_data_dir",
 ]
 
@@ -61,21 +61,27 @@ def build_loaders(
     seed: int = 0,
     augment: bool = True,
     train_size: int | None = None,
+    test_size: int | None = None,
     pad_to: int | None = None,
     rank: int = 0,
     world_size: int = 1,
     num_workers: int = 4,
     channels_last: bool = False,
 ) -> Loaders:
-    """Train and test loaders on ``device``; ``pad_to`` zero-pads small images (LeNet-5's 32x32)."""
+    """Train and test loaders on ``device``; ``pad_to`` zero-pads small images (LeNet-5's 32x32).
+
+    ``train_size`` / ``test_size`` keep only that many images of each split (all when None).
+    """
+    sizes = {True: train_size, False: test_size}
     if not spec.in_memory:
-        return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size, device)
+        return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size,
+                                        device, sizes)
     from convzoo.data.memory import InMemoryLoader, pad_images
 
     image_size = max(spec.image_size, pad_to or 0)
     loaders = []
     for train in (True, False):
-        images, labels = load_tensors(spec, train=train, data_dir=data_dir, size=train_size if train else None)
+        images, labels = load_tensors(spec, train=train, data_dir=data_dir, size=sizes[train])
         images = pad_images(images, image_size)
         loaders.append(InMemoryLoader(
             images, labels,
@@ -106,15 +112,31 @@ class _DeviceLoader:
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
 
-def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size, device) -> Loaders:
+def fixed_random_subset(dataset: Any, size: int | None) -> Any:
+    """``size`` items of ``dataset`` drawn once with a fixed seed, in their original order.
+
+    An image folder lists its files class by class, so its first N would hold only the
+    first few classes; the same N on every run and every rank keeps runs comparable.
+    """
+    import torch
+    from torch.utils.data import Subset
+
+    if size is None or size >= len(dataset):
+        return dataset
+    picked = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
+    return Subset(dataset, sorted(picked.tolist()))
+
+
+def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size, device,
+                             sizes) -> Loaders:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
     from convzoo.data.imagefolder import build_imagefolder_dataset
 
     pin = torch.device(device).type == "cuda"
-    train_set = build_imagefolder_dataset(spec, train=True, augment=augment)
-    test_set = build_imagefolder_dataset(spec, train=False, augment=False)
+    train_set = fixed_random_subset(build_imagefolder_dataset(spec, train=True, augment=augment), sizes[True])
+    test_set = fixed_random_subset(build_imagefolder_dataset(spec, train=False, augment=False), sizes[False])
     sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, drop_last=True) if world_size > 1 else None
     common = dict(num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0)
     train_loader = DataLoader(

@@ -79,7 +79,7 @@ def evaluate_checkpoint(
     conv: str | None = None,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Rebuild a checkpoint's model and evaluate it on its dataset's test split (or ``dataset``)."""
+    """Rebuild a checkpoint's model and evaluate it on its dataset's whole test split (or ``dataset``'s)."""
     from convzoo.config import config_from_dict
     from convzoo.engine.checkpoint import load_checkpoint, load_model_state
     from convzoo.engine.runtime import pick_device
@@ -91,10 +91,12 @@ def evaluate_checkpoint(
     values.update({k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "conv": conv,
                                       "eval_batch_size": batch_size}.items() if v is not None})
     values["weights"] = None
+    values["test_size"] = None  # a run's quick-check subset is not the test set: report on all of it
     config = config_from_dict(values, source=checkpoint["path"])
     torch_device = pick_device(device)
     spec, pad_to = dataset_spec_for(config)
-    trained_classes = checkpoint["model"][next(reversed(checkpoint["model"]))].shape[0]
+    # Checkpoints from before num_classes was stored: the classifier's bias is the last tensor.
+    trained_classes = checkpoint.get("num_classes") or checkpoint["model"][next(reversed(checkpoint["model"]))].shape[0]
     if dataset is not None and spec.num_classes != trained_classes:
         raise ConvzooError(
             f"{checkpoint['model_name']} in {checkpoint['path']} was trained for {trained_classes} classes; "

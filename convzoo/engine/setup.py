@@ -74,6 +74,7 @@ def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torc
         seed=config.seed,
         augment=config.augment,
         train_size=config.train_size,
+        test_size=config.test_size,
         pad_to=pad_to,
         rank=rank,
         world_size=world_size,

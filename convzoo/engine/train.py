@@ -207,6 +207,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "train_loss": train_loss, "train_acc": correct.item() / seen,
             "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
             "lr": scheduler.get_last_lr()[0],
+            "train_images": seen * runtime.world_size, "test_images": test["n"],
             "images_per_s": seen * runtime.world_size / epoch_time, "epoch_time_s": epoch_time,
         }
         logger.log_epoch(record)
@@ -216,7 +217,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch,
                 "test_acc": test["acc1"], "rng": rng_states(), "config": config.to_dict(),
-                "image_size": loaders.image_size, "train_time_s": train_time,
+                "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
             }
             atomic_save(state, run_dir / "last.pt")
             if is_best:

@@ -138,3 +138,26 @@ def test_image_folder_streams_with_imagenet_transforms(tmp_path):
     assert len(loaders.train) == 3  # 6 images, batch 2, drop_last
     with pytest.raises(ConvzooError, match="does not exist"):
         get_dataset_spec(f"imagefolder:{tmp_path / 'nope'}")
+
+
+def test_image_folder_subsets_are_fixed_random_picks_across_classes(tmp_path):
+    from PIL import Image
+
+    from convzoo.data import fixed_random_subset
+
+    for label in range(4):
+        folder = tmp_path / f"class{label}"
+        folder.mkdir()
+        for index in range(25):
+            Image.new("RGB", (8, 8), (label * 60, 0, 0)).save(folder / f"{index}.png")
+    spec = get_dataset_spec(f"imagefolder:{tmp_path}", image_size=8)
+    loaders = build_loaders(spec, batch_size=10, eval_batch_size=100, device="cpu", num_workers=0,
+                            train_size=40, test_size=30)
+    assert len(loaders.train) == 4  # 40 of the 100 images, batch 10
+    test_labels = torch.cat([labels for _, labels in loaders.test])
+    assert len(test_labels) == 30
+    assert len(set(test_labels.tolist())) == 4  # the first 30 files would hold only classes 0 and 1
+    again = fixed_random_subset(list(range(100)), 30)
+    assert len(again) == 30 and list(again) == sorted(again) and list(again) != list(range(30))
+    assert list(fixed_random_subset(list(range(100)), 30)) == list(again)  # the same pick every run
+    assert fixed_random_subset(list(range(5)), 30) == list(range(5))

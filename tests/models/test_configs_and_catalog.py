@@ -42,3 +42,29 @@ def test_convzoo_list_shows_every_model_with_family_paper_parameters_and_input(c
         info = get_model_info(name)
         assert (row["family"], row["paper"], row["input_size"]) == (info.family, info.paper, list(info.input_size))
     assert rows["resnet50"]["params"] == meta_parameter_count("resnet50") == 25_557_032
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_shipped_config_trains_end_to_end_on_its_real_dataset(path, cli, data_dir, tmp_path):
+    """Every family's recipe through `convzoo train` on real images: a short cut of the run.
+
+    Two epochs on 128 training and 128 test images keep the whole recipe (its optimiser,
+    schedule and warm-up, label smoothing, augmentation, small-input model) and cost seconds.
+    """
+    config = load_config(path)
+    folder = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}.get(config.dataset)
+    if folder is None or not (data_dir / folder / "raw").is_dir():
+        pytest.skip(f"{config.dataset} is not in {data_dir}; its loader is tested on files the tests write")
+    warmup = ["--set", "warmup_epochs=0.5"] if config.warmup_epochs else []
+    code, out, err = cli("train", "--config", path, "--model", config.model, "--dataset", config.dataset,
+                         "--data-dir", data_dir, "--epochs", "2", "--set", "train_size=128", "--set", "test_size=128",
+                         "--set", "batch_size=64", *warmup, "--out", tmp_path, "--name", "run", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["epochs"] == 2 and 0 <= result["best_acc"] <= 1
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in records)
+    assert (records[-1]["train_images"], records[-1]["test_images"]) == (128, 128)
+    saved = torch.load(tmp_path / "run" / "best.pt", map_location="cpu", weights_only=True)
+    assert saved["model_name"] == config.model and saved["config"]["lr"] == config.lr
