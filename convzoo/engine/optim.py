@@ -47,7 +47,12 @@ def build_scheduler(
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     if config.schedule == "onecycle":
         # Smith & Topin's one-cycle: warm up to lr (the peak), then anneal to lr/1e4 by cosine.
-        pct_start = warmup_steps / total_steps if warmup_steps else 0.25
+        warm = warmup_steps if warmup_steps else 0.25 * total_steps
+        if abs(warm - 1) < 1e-6:
+            # torch's OneCycleLR divides by (warm-up steps - 1): a one-step warm-up, as in a
+            # 4-step smoke run, would divide by zero. Half a step more changes nothing else.
+            warm = 1.5
+        pct_start = min(warm / total_steps, 1.0)
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=pct_start,
             cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,

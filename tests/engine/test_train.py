@@ -153,3 +153,23 @@ def test_warmup_then_cosine_schedule_shape():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert factors[10] == pytest.approx(1.0) and factors[-1] < 0.01
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "step", "constant"])
+@pytest.mark.parametrize("warmup_epochs", [0, 0.5, 1])
+@pytest.mark.parametrize(("epochs", "steps_per_epoch"), [(1, 1), (2, 1), (2, 2), (4, 1), (3, 3), (10, 7)])
+def test_schedules_step_through_runs_of_any_length(schedule, warmup_epochs, epochs, steps_per_epoch):
+    """Tiny runs (a smoke test's handful of steps) must not trip a schedule's arithmetic."""
+    from convzoo.engine.optim import build_scheduler
+
+    if warmup_epochs >= epochs:
+        pytest.skip("validation refuses a warm-up as long as the run")
+    config = TrainConfig(epochs=epochs, warmup_epochs=warmup_epochs, schedule=schedule, lr=0.1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    rates = []
+    for _ in range(epochs * steps_per_epoch):
+        optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    assert all(math.isfinite(rate) and 0 <= rate <= 0.1 + 1e-12 for rate in rates)
