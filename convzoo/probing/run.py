@@ -20,6 +20,7 @@ from torch import nn
 
 from convzoo.config import TrainConfig, config_from_dict
 from convzoo.errors import ConvzooError
+from convzoo.inspection.source import ModelSource, build_source_model, resolve_model_source
 from convzoo.probing.features import Exit, FeatureTaps, choose_exits
 from convzoo.probing.heads import (
     Batches, EpochStats, FeatureCache, LinearProbes, ProbeOutcome, backbone_batches,
@@ -53,78 +54,19 @@ class ProbeSettings:
     compare_random: bool = False
 
 
-@dataclass
-class Backbone:
-    """What is probed: a model as a checkpoint's run built it, with its weights or none."""
-
-    config: TrainConfig
-    """The run's config: model, dataset it was trained on, model_kwargs, conv."""
-    state: dict[str, Any] | None
-    """Trained weights; None for a randomly initialised network."""
-    source: str
-    """The checkpoint's path, or ``random-init``."""
-    image_size: int | None = None
-    """The side the checkpoint's model was built for."""
+Backbone = ModelSource
+"""A probed network is an inspection ``ModelSource``: the model as its run built it."""
 
 
-def resolve_backbone(
-    *,
-    checkpoint: str | None = None,
-    model: str | None = None,
-    random_init: bool = False,
-    data_dir: str | None = None,
-    conv: str | None = None,
-    dataset: str | None = None,
-    for_listing: bool = False,
-) -> Backbone:
-    """The network to probe from ``--checkpoint`` or ``--model --random-init``, or a one-line error.
-
-    ``for_listing`` (``--list-layers``) accepts ``--model`` alone: listing needs no weights.
-    """
-    if checkpoint is not None and random_init:
-        raise ConvzooError("pass either --checkpoint RUN/best.pt or --random-init, not both.")
-    if checkpoint is not None:
-        from convzoo.engine.checkpoint import load_checkpoint
-
-        loaded = load_checkpoint(checkpoint)
-        if model is not None and model != loaded["model_name"]:
-            raise ConvzooError(
-                f"--model {model} does not match the checkpoint {loaded['path']}, which holds a "
-                f"{loaded['model_name']}. Drop --model or pass a {model} checkpoint."
-            )
-        values = dict(loaded["config"])
-        values.update({key: value for key, value in {"data_dir": data_dir, "conv": conv}.items() if value is not None})
-        values["weights"] = None
-        config = config_from_dict(values, source=loaded["path"])
-        return Backbone(config, loaded["model"], loaded["path"], loaded.get("image_size"))
-    if model is None or not (random_init or for_listing):
-        raise ConvzooError(
-            "nothing to probe: pass --checkpoint RUN/best.pt for a trained network, "
-            "or --model NAME --random-init for a randomly initialised one."
-        )
-    get_model_info(model)  # an unknown name fails here, naming the close ones
-    values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
-    return Backbone(config_from_dict(values, source="probe options"), None, "random-init")
+def resolve_backbone(**options: Any) -> ModelSource:
+    """The network to probe (see ``convzoo.inspection.resolve_model_source``)."""
+    return resolve_model_source(**options)
 
 
-def build_backbone(backbone: Backbone, image_size: int, seed: int, trained: bool, device: torch.device) -> nn.Module:
-    """The model in eval mode on ``device``: with the checkpoint's weights when ``trained``,
-    else as initialised under ``seed`` (the same draw the training run started from)."""
-    from convzoo.engine.checkpoint import load_model_state
-    from convzoo.engine.setup import build_model, dataset_spec_for
-
-    spec, _ = dataset_spec_for(backbone.config)
-    torch.manual_seed(seed)
-    model = build_model(
-        backbone.config.model, spec, backbone.image_size or image_size,
-        model_kwargs=backbone.config.model_kwargs, conv=backbone.config.conv,
-    )
-    if trained and backbone.state is not None:
-        load_model_state(model, backbone.state, backbone.source, backbone.config.model)
-    model.to(device).eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+def build_backbone(backbone: ModelSource, image_size: int, seed: int, trained: bool, device: torch.device) -> nn.Module:
+    """The model in eval mode on ``device``: with its weights when ``trained``, else as
+    initialised under ``seed`` (the same draw the training run started from)."""
+    return build_source_model(backbone, device, trained=trained, seed=seed, image_size=backbone.image_size or image_size)
 
 
 def input_shape(backbone: Backbone, dataset: str | None = None) -> tuple[tuple[int, int, int], Any, int | None]:

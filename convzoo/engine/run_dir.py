@@ -1,0 +1,53 @@
+"""Run folders claimed atomically: two commands started in the same second never share one.
+
+Checking that a folder does not exist and creating it later leaves a window in which a
+second process can pass the same check. ``claim_run_dir`` creates the folder itself with
+``exist_ok=False`` (one ``mkdir`` system call, atomic on every local file system) and
+takes the next ``-2``, ``-3`` ... suffix when another process won the name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from convzoo.errors import ConvzooError
+
+
+def timestamped_name(stem: str) -> str:
+    """``STEM-YYYYmmdd-HHMMSS``: a default run name that sorts by start time."""
+    return f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def dataset_label(dataset: str) -> str:
+    """A dataset's name as it appears in run names (an image folder's last path part)."""
+    return dataset.replace("imagefolder:", "").rstrip("/").split("/")[-1] or "images"
+
+
+def claim_run_dir(out: str | Path, name: str | None, default_stem: str) -> Path:
+    """Create and return a new run folder: ``out/name``, or ``out/default_stem-TIME[-N]``.
+
+    A ``name`` that already exists is refused (never reused); a default name takes the
+    first free suffix.
+    """
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConvzooError(f"cannot create the output folder {out}: {error.strerror}. Choose another --out.") from None
+    if name:
+        run_dir = out / name
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise ConvzooError(f"{run_dir} already exists; choose another --name (a run folder is never reused).") from None
+        return run_dir
+    base = out / timestamped_name(default_stem)
+    for suffix in range(1, 10_000):
+        run_dir = base if suffix == 1 else base.with_name(f"{base.name}-{suffix}")
+        try:
+            run_dir.mkdir(exist_ok=False)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise ConvzooError(f"could not find a free run folder name under {out}; choose one with --name.")

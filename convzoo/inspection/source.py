@@ -1,0 +1,197 @@
+"""The model as its run built it: from ``--checkpoint``, ``--model --random-init`` or
+``--model --weights torchvision|PATH``.
+
+Every inspection command (``probe``, ``visualize``, ``explain``, ``attack``, ``predict``,
+``export``) takes a model the same three ways and must rebuild exactly the network a
+training run produced: same architecture, same small-input variant, same class count and
+channels, same padding of small images. ``resolve_model_source`` turns the options into a
+``ModelSource`` (config + weights, no tensors moved yet) and ``build_source_model`` makes
+the ``nn.Module`` from it, so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from convzoo.config import TrainConfig, config_from_dict
+from convzoo.data.catalog import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec
+from convzoo.errors import ConvzooError
+from convzoo.registry import get_model_info
+
+IMAGENET = "imagenet"
+"""Pseudo-dataset of ``--weights torchvision``: 3x224x224 ImageNet images, 1000 classes,
+resized to 256 and centre-cropped to 224 as torchvision's weights were evaluated."""
+
+
+@dataclass
+class ModelSource:
+    """What is inspected: a model as a run built it, with its weights or none."""
+
+    config: TrainConfig
+    """The run's config: model, dataset it was trained on, model_kwargs, conv, data_dir."""
+    state: dict[str, Any] | None
+    """Trained weights; None for a randomly initialised network (or torchvision's, fetched at build)."""
+    source: str
+    """The checkpoint's path, ``random-init``, ``torchvision`` or the weights file."""
+    image_size: int | None = None
+    """The side the checkpoint's model was built for."""
+    class_names: tuple[str, ...] | None = None
+    """Names of the output classes, when known (stored in the checkpoint, or the dataset's)."""
+    weights: str | None = None
+    """``torchvision`` when the weights are torchvision's ImageNet ones (loaded at build time)."""
+
+    @property
+    def is_trained(self) -> bool:
+        return self.state is not None or self.weights is not None
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+
+def resolve_model_source(
+    *,
+    checkpoint: str | None = None,
+    model: str | None = None,
+    random_init: bool = False,
+    weights: str | None = None,
+    data_dir: str | None = None,
+    conv: str | None = None,
+    dataset: str | None = None,
+    for_listing: bool = False,
+) -> ModelSource:
+    """The model from the options every inspection command shares, or a one-line error.
+
+    ``--checkpoint RUN/best.pt`` | ``--model NAME --random-init`` |
+    ``--model NAME --weights torchvision|PATH``; ``for_listing`` accepts ``--model`` alone
+    (listing layers needs no weights).
+    """
+    chosen = [flag for flag, given in (("--checkpoint", checkpoint is not None), ("--random-init", random_init),
+                                        ("--weights", weights is not None)) if given]
+    if len(chosen) > 1:
+        raise ConvzooError(f"pass one of --checkpoint RUN/best.pt, --random-init or --weights, not {' and '.join(chosen)}.")
+    if checkpoint is not None:
+        return _from_checkpoint(checkpoint, model, data_dir, conv)
+    if model is None:
+        raise ConvzooError(
+            "no model given: pass --checkpoint RUN/best.pt for a trained network, --model NAME --random-init "
+            "for a randomly initialised one, or --model NAME --weights torchvision for ImageNet weights."
+        )
+    get_model_info(model)  # an unknown name fails here, naming the close ones
+    if weights == "torchvision":
+        values = {"model": model, "dataset": "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
+        config = config_from_dict(values, source="--weights torchvision")
+        return ModelSource(config, None, "torchvision", 224, _imagenet_categories(model), weights="torchvision")
+    if weights is not None:
+        from convzoo.models.pretrained import read_state_dict
+
+        values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
+        config = config_from_dict(values, source="--weights")
+        return ModelSource(config, read_state_dict(weights), str(weights))
+    if not (random_init or for_listing):
+        raise ConvzooError(
+            f"--model {model} needs its weights: add --random-init for random weights, --weights torchvision for "
+            "ImageNet weights, or pass --checkpoint RUN/best.pt instead."
+        )
+    values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
+    return ModelSource(config_from_dict(values, source="model options"), None, "random-init")
+
+
+def _from_checkpoint(checkpoint: str, model: str | None, data_dir: str | None, conv: str | None) -> ModelSource:
+    from convzoo.engine.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    if model is not None and model != loaded["model_name"]:
+        raise ConvzooError(
+            f"--model {model} does not match the checkpoint {loaded['path']}, which holds a "
+            f"{loaded['model_name']}. Drop --model or pass a {model} checkpoint."
+        )
+    values = dict(loaded["config"])
+    values.update({key: value for key, value in {"data_dir": data_dir, "conv": conv}.items() if value is not None})
+    values["weights"] = None
+    config = config_from_dict(values, source=loaded["path"])
+    names = loaded.get("class_names")
+    return ModelSource(config, loaded["model"], loaded["path"], loaded.get("image_size"),
+                       tuple(names) if names else None)
+
+
+def _imagenet_categories(model: str) -> tuple[str, ...] | None:
+    """torchvision's ImageNet category names for ``model`` (from its weights' metadata, no download)."""
+    try:
+        import torchvision
+
+        return tuple(torchvision.models.get_model_weights(model).DEFAULT.meta["categories"])
+    except (ValueError, KeyError, AttributeError):
+        return None
+
+
+def source_spec(source: ModelSource, dataset: str | None = None) -> tuple[DatasetSpec, int | None]:
+    """The dataset spec the model's inputs come from and the padded side of fixed-size models.
+
+    ``dataset`` (another dataset of the same shape) overrides the run's; its channels must
+    match the model's, since the first convolution was built for them.
+    """
+    from convzoo.engine.setup import dataset_spec_for
+
+    if source.weights == "torchvision":
+        if dataset is not None:
+            raise ConvzooError(
+                "--weights torchvision takes ImageNet images; pass image files, not --dataset "
+                "(or train a model on that dataset and pass --checkpoint)."
+            )
+        return DatasetSpec(IMAGENET, 3, 224, 1000, IMAGENET_MEAN, IMAGENET_STD, "resized_crop_flip", in_memory=False), None
+    model_spec, _ = dataset_spec_for(source.config)
+    if dataset is None or dataset == source.config.dataset:
+        return dataset_spec_for(source.config)
+    spec, pad_to = dataset_spec_for(dataclasses.replace(source.config, dataset=dataset))
+    if spec.channels != model_spec.channels:
+        raise ConvzooError(
+            f"{source.config.model} in {source.source} takes {model_spec.channels}-channel images; "
+            f"{spec.name} has {spec.channels}. Use a dataset with {model_spec.channels} channel(s)."
+        )
+    return spec, pad_to
+
+
+def model_input_side(source: ModelSource, spec: DatasetSpec, pad_to: int | None) -> int:
+    """The side of the square images the model is fed."""
+    return source.image_size or max(spec.image_size, pad_to or 0)
+
+
+def build_source_model(
+    source: ModelSource, device: torch.device | str = "cpu", *, trained: bool = True, seed: int | None = None,
+    image_size: int | None = None,
+) -> nn.Module:
+    """The model in eval mode on ``device``: with its weights when ``trained``, else as
+    initialised under ``seed`` (the same draw the training run started from)."""
+    from convzoo.engine.checkpoint import load_model_state
+    from convzoo.engine.setup import build_model, dataset_spec_for
+
+    device = torch.device(device)
+    torch.manual_seed(source.config.seed if seed is None else seed)
+    if source.weights == "torchvision":
+        from convzoo.models.pretrained import load_pretrained
+        from convzoo.registry import create_model
+
+        model = create_model(source.config.model)
+        if trained:
+            load_pretrained(model, source.config.model, "torchvision")
+        if source.config.conv == "scratch":
+            from convzoo.ops import use_scratch_conv
+
+            use_scratch_conv(model)
+    else:
+        spec, pad_to = dataset_spec_for(source.config)
+        side = image_size or model_input_side(source, spec, pad_to)
+        model = build_model(source.config.model, spec, side, model_kwargs=source.config.model_kwargs,
+                            conv=source.config.conv)
+        if trained and source.state is not None:
+            load_model_state(model, source.state, source.source, source.config.model)
+    model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
