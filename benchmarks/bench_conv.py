@@ -25,11 +25,14 @@ sees the matrix-multiply library's private packing buffers.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -145,6 +148,26 @@ def time_side_by_side(steps: dict[str, Callable[[], None]], repeats: int, warmup
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Silence C++ writes to file descriptor 2 while the profiler runs.
+
+    Kineto logs two lines per profile ("profiler_start", "profiler_stop") and a warning
+    about blocks allocated before it started, straight from C++: about 290 lines for a
+    full run, burying the table. Python-level errors still propagate as exceptions.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_bytes(step: Callable[[], None], device: str) -> float:
     """Peak bytes allocated during ``step`` beyond what was live before it (NaN if unmeasurable)."""
     if device.startswith("cuda"):
@@ -158,7 +181,7 @@ def peak_bytes(step: Callable[[], None], device: str) -> float:
         from torch._C._profiler import _EventType
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
         allocations = []
         pending = list(prof.profiler.kineto_results.experimental_event_tree())

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import typer
 
+from convzoo.commands.common import OneLineUsageErrors
 from convzoo.commands import evaluate as evaluate_command
 from convzoo.commands import list_models as list_command
 from convzoo.commands import probe as probe_command
 from convzoo.commands import summary as summary_command
 from convzoo.commands import train as train_command
+from convzoo.commands import visualize as visualize_command
 
 app = typer.Typer(
     name="convzoo",
+    cls=OneLineUsageErrors,
     help="Train, inspect and probe the classic convolutional networks: LeNet-5 to BagNet.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -30,6 +33,15 @@ app.command("eval")(evaluate_command.eval_command)
 app.command("probe")(probe_command.probe_command)
 app.command("summary")(summary_command.summary_command)
 # Commands added by later modules register here, one line each.
+app.add_typer(visualize_command.visualize_app, name="visualize")
+from convzoo.commands import export as export_command, predict as predict_command  # noqa: E402
+app.command("predict")(predict_command.predict_command)
+app.command("export")(export_command.export_command)
+from convzoo.commands import bench as bench_command  # noqa: E402
+app.command("bench")(bench_command.bench_command)
+from convzoo.commands import attack as attack_command, explain as explain_command  # noqa: E402
+app.command("explain")(explain_command.explain_command)
+app.command("attack")(attack_command.attack_command)
 
 
 def main() -> None:

@@ -68,8 +68,11 @@ class TrainConfig:
     test_size: int | None = None
     """Evaluate on only N test images, chosen as for ``train_size``: for quick checks, since
     a smaller test set makes the reported accuracy (and the choice of best.pt) noisier."""
-    num_workers: int = 4
-    """DataLoader workers for ``imagefolder:`` datasets; in-memory datasets need none."""
+    num_workers: int | None = None
+    """DataLoader workers for ``imagefolder:`` datasets (in-memory datasets need none); unset:
+    up to 4, one fewer than the cores available to each process (``default_num_workers``)."""
+    log_interval: int = 50
+    """Off a terminal, a progress line every this many steps (and at least every 30 s)."""
     out: str = "runs"
     name: str | None = None
 
@@ -124,26 +127,34 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
     return value
 
 
-def _check_values(config: TrainConfig, source: str) -> None:
+def _blame(key: str, source: str, key_sources: dict[str, str] | None) -> str:
+    """Where ``key``'s value came from, as the start of an error: ``--epochs`` or ``FILE: 'key'``."""
+    flag = (key_sources or {}).get(key)
+    return flag if flag else f"{source}: '{key}'"
+
+
+def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] | None = None) -> None:
     def bad(key: str, why: str) -> ConvzooError:
-        return ConvzooError(f"{source}: '{key}' {why}")
+        return ConvzooError(f"{_blame(key, source, key_sources)} {why}")
 
     choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "conv": CONV_IMPLEMENTATIONS}
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:
             raise bad(key, f"must be one of {', '.join(allowed)}, got {getattr(config, key)!r}.")
-    for key in ("epochs", "batch_size", "eval_batch_size", "step_size"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "step_size", "log_interval"):
         if getattr(config, key) < 1:
             raise bad(key, f"must be at least 1, got {getattr(config, key)}.")
     for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "num_workers"):
-        if getattr(config, key) < 0:
+        if getattr(config, key) is not None and getattr(config, key) < 0:
             raise bad(key, f"must not be negative, got {getattr(config, key)}.")
     if config.lr == 0:
         raise bad("lr", "must be positive, got 0.")
     if not 0 <= config.label_smoothing < 1:
         raise bad("label_smoothing", f"must be in [0, 1), got {config.label_smoothing}.")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
-        raise bad("warmup_epochs", f"({config.warmup_epochs}) must be shorter than epochs ({config.epochs}); "
+        epochs_from = (key_sources or {}).get("epochs")
+        raise bad("warmup_epochs", f"({config.warmup_epochs}) must be shorter than the run's {config.epochs} epochs"
+                                   f"{f' ({epochs_from})' if epochs_from else ''}; "
                                    "shorten it with --set warmup_epochs=N or train for more epochs.")
     if config.grad_clip is not None and config.grad_clip <= 0:
         raise bad("grad_clip", f"must be positive, got {config.grad_clip}.")
@@ -153,8 +164,10 @@ def _check_values(config: TrainConfig, source: str) -> None:
             raise bad(key, f"must be at least 1, got {value}.")
 
 
-def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    """Build a validated config; ``source`` names where the values came from in errors."""
+def config_from_dict(values: dict[str, Any], source: str = "config",
+                     key_sources: dict[str, str] | None = None) -> TrainConfig:
+    """Build a validated config; ``source`` names where the values came from in errors, and
+    ``key_sources`` the flag that set a key (``{"epochs": "--epochs"}``), blamed instead."""
     if not isinstance(values, dict):
         raise ConvzooError(f"{source}: expected a mapping of keys to values at the top level.")
     known = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -164,9 +177,10 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainCon
             close = difflib.get_close_matches(str(key), list(known), n=3)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise ConvzooError(f"{source}: unknown key '{key}'.{hint} Valid keys: {', '.join(known)}.")
-        checked[key] = _coerce(key, value, _type_name(known[key].type), source)
+        flag = (key_sources or {}).get(key)
+        checked[key] = _coerce(key, value, _type_name(known[key].type), flag or source)
     config = TrainConfig(**checked)
-    _check_values(config, source)
+    _check_values(config, source, key_sources)
     return config
 
 
@@ -192,15 +206,76 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The YAML file's values (if any), then non-None ``overrides`` (CLI flags) on top."""
+QUICK_VARIABLE = "CONVZOO_QUICK"
+"""``CONVZOO_QUICK=1`` shortens every run to a smoke test (the README test sets it): at most
+``QUICK_EPOCHS`` epochs on ``QUICK_TRAIN_SIZE`` training and ``QUICK_TEST_SIZE`` test images,
+and short probes. Commands, files and outputs are those of a full run."""
+QUICK_EPOCHS, QUICK_TRAIN_SIZE, QUICK_TEST_SIZE, QUICK_BATCH_SIZE = 1, 64, 64, 32
+
+
+def quick_mode() -> bool:
+    """Whether ``$CONVZOO_QUICK`` asks for smoke-test-sized runs."""
+    import os
+
+    return os.environ.get(QUICK_VARIABLE, "") not in ("", "0")
+
+
+def quick_cap(value: int | None, cap: int) -> int:
+    """``value`` capped at ``cap`` under ``CONVZOO_QUICK=1`` (None means "all": the cap)."""
+    if not quick_mode():
+        return value  # type: ignore[return-value]
+    return cap if value is None else min(value, cap)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                flag_names: dict[str, str] | None = None) -> TrainConfig:
+    """The YAML file's values (if any), then non-None ``overrides`` (CLI flags) on top.
+
+    ``flag_names`` maps an override's key to the flag that set it (``--epochs``,
+    ``--set warmup_epochs``), so errors name what the user typed. When the flags shorten
+    the file's ``epochs`` below its warm-up and leave the warm-up alone, the warm-up keeps
+    its share of the run (one line on stderr says so); a warm-up set by a flag is the
+    user's and stays an error when too long.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         values.update(read_yaml(path))
         config_from_dict(values, source=str(path))  # blame the file for the file's own errors
     flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    key_sources = {key: (flag_names or {}).get(key, f"override {key!r}") for key in flags}
+    file_epochs = values.get("epochs", TrainConfig.epochs)
     values.update(flags)
-    return config_from_dict(values, source=str(path) if path is not None and not flags else "config")
+    if quick_mode():
+        _apply_quick_caps(values, key_sources)
+    epochs = values.get("epochs", TrainConfig.epochs)
+    warmup = values.get("warmup_epochs", TrainConfig.warmup_epochs)
+    shortened_by = key_sources.get("epochs")
+    if (shortened_by and "warmup_epochs" not in flags and isinstance(warmup, (int, float)) and isinstance(epochs, int)
+            and 0 < epochs < file_epochs and warmup >= epochs > 0):
+        values["warmup_epochs"] = round(warmup * epochs / file_epochs, 3)
+        _note(f"{path or 'config'}: warmup_epochs {warmup} scaled to {values['warmup_epochs']} for {shortened_by} "
+              f"{epochs} (its share of the {file_epochs}-epoch recipe); choose it with --set warmup_epochs=N.")
+    return config_from_dict(values, source=str(path) if path is not None else "config", key_sources=key_sources)
+
+
+def _apply_quick_caps(values: dict[str, Any], key_sources: dict[str, str]) -> None:
+    """Cap epochs and dataset sizes for ``CONVZOO_QUICK=1``, as if a flag had shortened them."""
+    caps = {"epochs": QUICK_EPOCHS, "train_size": QUICK_TRAIN_SIZE, "test_size": QUICK_TEST_SIZE,
+            "batch_size": QUICK_BATCH_SIZE}
+    for key, cap in caps.items():
+        current = values.get(key, getattr(TrainConfig, key, None))
+        if current is None or (isinstance(current, int) and current > cap):
+            values[key] = cap
+            key_sources.setdefault(key, f"${QUICK_VARIABLE}")
+
+
+def _note(message: str) -> None:
+    """One line on stderr from the main process (under torchrun every rank loads the config)."""
+    import os
+    import sys
+
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr)
 
 
 def parse_set_options(assignments: list[str] | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -78,9 +79,15 @@ def _ensure_models_imported() -> None:
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell wildcard (``"resnet*"``), sorted."""
+    """Registered model names matching a shell wildcard (``"resnet*"``, any case), in natural
+    order: resnet18 before resnet101, bagnet9 before bagnet33."""
     _ensure_models_imported()
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+    return sorted((name for name in _REGISTRY if fnmatch.fnmatchcase(name.lower(), pattern.lower())), key=natural_key)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key reading digit runs as numbers: ``vgg11 < vgg16_c < vgg19 < vgg19_bn``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
 
 
 def get_model_info(name: str) -> ModelInfo:

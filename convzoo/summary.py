@@ -598,7 +598,8 @@ def _shape_text(summary: ModelSummary) -> str:
 
 
 def _indent(row: LayerRow, output_format: str) -> str:
-    pad = "\u00a0\u00a0" if output_format == "markdown" else "  "
+    # Markdown renderers trim leading spaces (even no-break ones) from table cells: an entity survives.
+    pad = "&nbsp;&nbsp;" if output_format == "markdown" else "  "
     return pad * max(row.depth - 1, 0) + row.label
 
 

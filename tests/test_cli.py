@@ -63,7 +63,7 @@ def test_train_then_eval_json(cli, tmp_path):
         (["train", "--model", "resnet5000"], "unknown model 'resnet5000'"),
         (["train", "--model", "lenet5", "--dataset", "mnsit"], "unknown dataset 'mnsit'"),
         (["train", "--config", "absent.yaml"], "cannot read config file"),
-        (["train", "--model", "lenet5", "--optimizer", "adam"], "'optimizer' must be one of"),
+        (["train", "--model", "lenet5", "--optimizer", "adam"], "--optimizer must be one of"),
         (["train", "--model", "lenet5", "--device", "cuda"] if not __import__("torch").cuda.is_available() else
          ["train", "--model", "lenet5", "--device", "tpu"], "device"),
         (["eval", "--checkpoint", "absent.pt"], "does not exist"),

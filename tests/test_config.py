@@ -118,5 +118,38 @@ def test_warmup_longer_than_training_says_how_to_shorten_it(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 5\nwarmup_epochs: 1\n")
     with pytest.raises(ConvzooError, match="--set warmup_epochs=N"):
-        load_config(path, {"epochs": 1})
+        load_config(path, {"epochs": 1, "warmup_epochs": 2}, {"warmup_epochs": "--set warmup_epochs"})
     assert load_config(path, {"epochs": 1, "warmup_epochs": 0}).warmup_epochs == 0
+
+
+def test_shortening_epochs_scales_the_files_warmup_and_says_so(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 15\nwarmup_epochs: 2\n")
+    config = load_config(path, {"epochs": 1}, {"epochs": "--epochs"})
+    assert config.warmup_epochs == pytest.approx(2 / 15, abs=1e-3)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"{path}: warmup_epochs 2 scaled to 0.133 for --epochs 1")
+    assert load_config(path, {"epochs": 5}).warmup_epochs == 2  # still shorter than the run: untouched
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_can_be_shortened_to_one_epoch(path):
+    config = load_config(path, {"epochs": 1}, {"epochs": "--epochs"})
+    assert config.epochs == 1 and config.warmup_epochs < 1
+
+
+def test_a_too_long_warmup_set_by_a_flag_names_the_flags(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 15\nwarmup_epochs: 1\n")
+    with pytest.raises(ConvzooError) as raised:
+        load_config(path, {"epochs": 2, "warmup_epochs": 3}, {"epochs": "--epochs", "warmup_epochs": "--set warmup_epochs"})
+    message = str(raised.value)
+    assert message.startswith("--set warmup_epochs (3.0) must be shorter than the run's 2 epochs (--epochs)")
+    assert "config:" not in message
+
+
+def test_a_bad_flag_value_names_the_flag_not_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 15\n")
+    with pytest.raises(ConvzooError, match=r"^--batch-size must be at least 1, got 0\.$"):
+        load_config(path, {"batch_size": 0}, {"batch_size": "--batch-size"})

@@ -12,7 +12,9 @@ def test_list_models_accepts_shell_wildcards():
     assert convzoo.list_models("lenet*") == ["lenet5"]
     assert convzoo.list_models("le?et5") == ["lenet5"]
     assert convzoo.list_models("nothing-like-this*") == []
-    assert convzoo.list_models() == sorted(convzoo.list_models())
+    from convzoo.registry import natural_key
+
+    assert convzoo.list_models() == sorted(convzoo.list_models(), key=natural_key)  # resnet18 before resnet101
 
 
 def test_unknown_model_names_the_closest_registered_ones():
@@ -47,3 +49,12 @@ def test_registering_a_name_twice_is_refused():
         @register_model(family="lenet", paper="-")
         def lenet5(num_classes=10, in_channels=1, image_size=32):  # noqa: F811
             raise AssertionError
+
+
+def test_list_sorts_numbers_as_numbers_and_ignores_case():
+    from convzoo.registry import list_models
+
+    assert list_models("bagnet*") == ["bagnet9", "bagnet17", "bagnet33"]
+    resnets = list_models("resnet*")
+    assert resnets.index("resnet18") < resnets.index("resnet20") < resnets.index("resnet101")
+    assert list_models("VGG1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]

@@ -329,12 +329,13 @@ def test_summarising_leaves_the_model_unchanged():
     state = {key: value.clone() for key, value in model.state_dict().items()}
     modes = [module.training for module in model.modules()]
     rng = torch.get_rng_state()
+    cuda_was_initialised = torch.cuda.is_initialized()  # on a GPU machine earlier tests may have
     summarize(model, (3, 8, 8), train_mode=True, batch_size=4)
     assert [module.training for module in model.modules()] == modes
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
     assert next(model.parameters()).dtype == torch.float64 and next(model.parameters()).device.type == "cpu"
     assert torch.equal(torch.get_rng_state(), rng)
-    assert not torch.cuda.is_available() or not torch.cuda.is_initialized()
+    assert torch.cuda.is_initialized() == cuda_was_initialised, "summarising a CPU model initialised CUDA"
 
 
 # --------------------------------------------------------------------------- errors
@@ -358,3 +359,14 @@ def test_library_errors_are_convzoo_errors():
         summarize("alexnet", (3, 8, 8))
     with pytest.raises(ConvzooError, match="input_size"):
         summarize(nn.Conv2d(1, 1, 3))
+
+
+def test_markdown_indents_with_entities_that_survive_rendering():
+    markdown = format_summary(summarize("resnet20", (3, 32, 32), depth=2), "markdown")
+    nested = [line for line in markdown.splitlines() if "(BasicBlock)" in line]
+    assert nested and all(line.startswith("| &nbsp;&nbsp;") for line in nested)
+
+
+def test_a_comparison_refuses_columns_rather_than_ignoring_them(cli):
+    code, out, err = cli("summary", "-m", "lenet5", "-m", "resnet20", "--columns", "params")
+    assert code != 0 and out == "" and "--columns chooses the columns of one model's layer table" in err

@@ -49,6 +49,10 @@ def bench_command(
                 raise ConvzooError(f"{option} must be at least 1, got {value}.")
         if warmup < 0:
             raise ConvzooError(f"--warmup must not be negative, got {warmup}.")
+        from convzoo.config import quick_cap
+
+        # CONVZOO_QUICK=1 (the README test): a smoke test of the same command.
+        steps, warmup, batch_size = quick_cap(steps, 2), quick_cap(warmup, 1), quick_cap(batch_size, 4)
         if threads:
             torch.set_num_threads(threads)
         torch_device = pick_device(device or "auto")

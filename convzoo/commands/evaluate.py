@@ -41,5 +41,6 @@ def eval_command(
             f"top-1 {100 * result['acc1']:.2f}%  top-5 {100 * result['acc5']:.2f}%  loss {result['loss']:.4f}"
         )
         if per_class:
-            for index, accuracy in enumerate(result["per_class"]):
-                typer.echo(f"  class {index}: {'n/a' if accuracy is None else f'{100 * accuracy:.2f}%'}")
+            width = max(map(len, result["class_names"]))
+            for name, accuracy in zip(result["class_names"], result["per_class"]):
+                typer.echo(f"  {name:<{width}}  {'n/a' if accuracy is None else f'{100 * accuracy:.2f}%'}")

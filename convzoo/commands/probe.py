@@ -29,9 +29,10 @@ def probe_command(
     train_size: Annotated[int | None, typer.Option("--train-size", help="Train the heads on the first N training images only.")] = None,
     cache_features: Annotated[bool, typer.Option("--cache-features", help="Keep epoch 1's features in memory and reuse them in later epochs.")] = False,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = True,
+    num_workers: Annotated[int | None, typer.Option("--num-workers", help="DataLoader workers for imagefolder: datasets (default: train's).")] = None,
     device: DeviceOption = None,
     out: Annotated[str, typer.Option("--out", help="Folder for run folders.")] = "runs",
-    name: Annotated[str | None, typer.Option("--name", help="Run folder name (default probe-MODEL-DATASET-TIME).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run folder name (default: 'probe-', the model, the dataset and the start time).")] = None,
     conv: ConvOption = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
@@ -63,6 +64,7 @@ def probe_command(
         settings = ProbeSettings(
             layers=layers, features=features, epochs=epochs, batch_size=batch_size, lr=lr, batch_norm=batch_norm,
             seed=seed, amp=amp, train_size=train_size, cache_features=cache_features, compare_random=compare_random,
+            num_workers=num_workers,
         )
         result = probe(backbone, settings, dataset=dataset, device=device or "auto", out=out, name=name,
                        quiet=json_output)

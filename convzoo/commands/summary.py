@@ -50,6 +50,12 @@ def summary_command(
         if output_format not in FORMATS:
             raise ConvzooError(f"unknown format {output_format!r}: use one of {', '.join(FORMATS)}.")
         check_columns(columns)
+        if columns and len(model) > 1:
+            raise ConvzooError(
+                "--columns chooses the columns of one model's layer table; a comparison of several --model flags "
+                "has fixed columns (parameters, multiply-adds, weight layers, receptive field, size). "
+                "Drop --columns, or pass one --model."
+            )
         summaries = [
             summarize(name, input_size, dataset=dataset, batch_size=batch_size, depth=depth,
                       train_mode=train_mode, conv=conv or "torch")

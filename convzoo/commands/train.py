@@ -26,13 +26,14 @@ def train_command(
     data_dir: DataDirOption = None,
     out: Annotated[str | None, typer.Option("--out", help="Folder for run folders (default runs/).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run folder name (default MODEL-DATASET-TIME).")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue the run in this folder from its last.pt.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue a run from its last.pt: the run folder, or its last.pt / best.pt.")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
     conv: ConvOption = None,
     set_values: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE",
         help="Set any config key, e.g. --set warmup_epochs=0 --set train_size=5000 (repeatable; "
              "values are YAML; named flags win).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Off a terminal, print only the per-epoch lines (no step lines).")] = False,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -49,20 +50,24 @@ def train_command(
         from convzoo.engine.train import train
 
         overrides = parse_set_options(set_values)
+        flag_names = {key: f"--set {key}" for key in overrides}
         named_flags = {
             "model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "optimizer": optimizer, "schedule": schedule, "device": device, "amp": amp, "seed": seed,
             "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
+        flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
         if resume is not None:
             if config is not None:
                 from convzoo.errors import ConvzooError
 
                 raise ConvzooError("--resume continues a run from its own saved config; drop --config.")
-            result = train(None, resume=resume, overrides=overrides, progress_bars=not json_output)
+            result = train(None, resume=resume, overrides=overrides, progress_bars=not json_output,
+                           step_lines=not quiet)
         else:
-            result = train(load_config(config, overrides), progress_bars=not json_output)
+            result = train(load_config(config, overrides, flag_names), progress_bars=not json_output,
+                           step_lines=not quiet)
         if not is_main_process():
             return
         if json_output:

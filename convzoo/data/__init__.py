@@ -7,6 +7,7 @@ dataset's spec (whose shape and class count size the model).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,8 @@ from convzoo.data.catalog import DATASETS, DatasetSpec, dataset_names, dataset_s
 from convzoo.data.files import resolve_data_dir
 
 __all__ = [
-    "DATASETS", "DatasetSpec", "Loaders", "build_loaders", "dataset_names", "dataset_shape", "fixed_random_subset",
-    "get_dataset_spec", "load_tensors", "resolve_data_dir",
+    "DATASETS", "DatasetSpec", "Loaders", "build_loaders", "dataset_names", "dataset_shape", "default_num_workers",
+    "fixed_random_subset", "get_dataset_spec", "load_tensors", "resolve_data_dir",
 ]
 
 
@@ -65,17 +66,21 @@ def build_loaders(
     pad_to: int | None = None,
     rank: int = 0,
     world_size: int = 1,
-    num_workers: int = 4,
+    num_workers: int | None = None,
     channels_last: bool = False,
 ) -> Loaders:
     """Train and test loaders on ``device``; ``pad_to`` zero-pads small images (LeNet-5's 32x32).
 
     ``train_size`` / ``test_size`` keep only that many images of each split (all when None).
+    With ``world_size`` > 1 both loaders are this rank's shard: training shards of equal
+    length, test shards that together hold every test image once (``evaluate`` sums them).
+    ``num_workers`` (image folders only) defaults to ``default_num_workers()``.
     """
     sizes = {True: train_size, False: test_size}
     if not spec.in_memory:
-        return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size,
-                                        device, sizes)
+        workers = default_num_workers() if num_workers is None else num_workers
+        return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, workers, rank, world_size,
+                                        device, sizes, seed, channels_last)
     from convzoo.data.memory import InMemoryLoader, pad_images
 
     image_size = max(spec.image_size, pad_to or 0)
@@ -88,17 +93,40 @@ def build_loaders(
             batch_size=batch_size if train else eval_batch_size,
             mean=spec.mean, std=spec.std, device=device,
             shuffle=train, augmentation=spec.augmentation if (train and augment) else "none",
-            seed=seed, drop_last=train, rank=rank if train else 0, world_size=world_size if train else 1,
-            channels_last=channels_last,
+            seed=seed, drop_last=train, rank=rank, world_size=world_size, channels_last=channels_last,
         ))
     return Loaders(spec, loaders[0], loaders[1], image_size)
 
 
-class _DeviceLoader:
-    """Moves a DataLoader's CPU batches to the device (non-blocking from pinned memory)."""
+def default_num_workers() -> int:
+    """DataLoader workers per loader when the config leaves ``num_workers`` unset: up to 4,
+    from the cores this process may run on (its CPU affinity, shared among the processes
+    torchrun starts on the node), keeping one for the training loop itself. More workers
+    than cores only queue for them, and PyTorch warns about it."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity masks
+        cores = os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(4, per_process - 1))
 
-    def __init__(self, loader: Any, device: Any, sampler: Any = None) -> None:
+
+class _DeviceLoader:
+    """Moves a DataLoader's CPU batches to the device (non-blocking from pinned memory), in
+    the memory format the model uses.
+
+    ``world_size`` > 1 marks a shard of a split that ``evaluate`` sums over the ranks.
+    """
+
+    def __init__(self, loader: Any, device: Any, sampler: Any = None, *, channels_last: bool = False,
+                 world_size: int = 1) -> None:
         self.loader, self.device, self.sampler = loader, device, sampler
+        self.channels_last, self.world_size = channels_last, world_size
+
+    @property
+    def num_samples(self) -> int:
+        """Images this rank sees per epoch."""
+        return len(self.loader.sampler)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -108,8 +136,13 @@ class _DeviceLoader:
             self.sampler.set_epoch(epoch)
 
     def __iter__(self):
+        import torch
+
         for images, labels in self.loader:
-            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            images = images.to(self.device, non_blocking=True)
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, labels.to(self.device, non_blocking=True)
 
 
 def fixed_random_subset(dataset: Any, size: int | None) -> Any:
@@ -128,19 +161,29 @@ def fixed_random_subset(dataset: Any, size: int | None) -> Any:
 
 
 def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size, device,
-                             sizes) -> Loaders:
+                             sizes, seed, channels_last) -> Loaders:
     import torch
-    from torch.utils.data import DataLoader, DistributedSampler
+    from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     from convzoo.data.imagefolder import build_imagefolder_dataset
+    from convzoo.seeding import derived_seed
 
     pin = torch.device(device).type == "cuda"
     train_set = fixed_random_subset(build_imagefolder_dataset(spec, train=True, augment=augment), sizes[True])
     test_set = fixed_random_subset(build_imagefolder_dataset(spec, train=False, augment=False), sizes[False])
-    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, drop_last=True) if world_size > 1 else None
+    # The order of epoch e is drawn from (seed, e), as for in-memory data, on one rank or many;
+    # each rank's workers augment from their own seed.
+    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    workers_seed = torch.Generator().manual_seed(derived_seed(seed, "workers", rank))
     common = dict(num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0)
     train_loader = DataLoader(
-        train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True, **common
+        train_set, batch_size=batch_size, sampler=sampler, drop_last=True, generator=workers_seed, **common
     )
-    test_loader = DataLoader(test_set, batch_size=eval_batch_size, shuffle=False, **common)
-    return Loaders(spec, _DeviceLoader(train_loader, device, sampler), _DeviceLoader(test_loader, device), spec.image_size)
+    test_shard = Subset(test_set, range(rank, len(test_set), world_size)) if world_size > 1 else test_set
+    test_loader = DataLoader(test_shard, batch_size=eval_batch_size, shuffle=False, **common)
+    return Loaders(
+        spec,
+        _DeviceLoader(train_loader, device, sampler, channels_last=channels_last),
+        _DeviceLoader(test_loader, device, channels_last=channels_last, world_size=world_size),
+        spec.image_size,
+    )

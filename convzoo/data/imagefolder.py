@@ -2,8 +2,13 @@
 
 Large image sets do not fit in memory, so they are decoded by a multi-worker DataLoader
 with the standard ImageNet transforms: random-resized crop and flip for training,
-resize then centre crop for evaluation. ``PATH`` holds ``train/`` and ``val/`` (or
-``test/``) sub-folders; a folder with neither is used for both splits.
+resize then centre crop for evaluation.
+
+The layout rule: ``PATH`` holds ``train/`` and ``val/`` (or ``test/``), each with the same
+class sub-folders (``PATH/train/cat/1.jpg``, ``PATH/val/cat/7.jpg``). Anything else is
+refused: a missing evaluation split would otherwise be guessed (the folder itself, one
+class called "train" holding every training image), and a class present in one split
+only would shift every label after it, so the reported accuracy would mean nothing.
 """
 
 from __future__ import annotations
@@ -17,15 +22,44 @@ DEFAULT_IMAGE_SIZE = 224
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+LAYOUT = "PATH/train/<class>/<image> and PATH/val/<class>/<image> (or test/), with the same class folders"
+
+
 def split_folder(root: Path, train: bool) -> Path:
-    """The folder holding one split: ``train/``, else ``val/`` or ``test/``, else ``root``."""
+    """The folder holding one split, ``train/`` or ``val/`` (else ``test/``), once the
+    layout rule is checked (``check_layout``)."""
+    train_folder, eval_folder, _ = check_layout(root)
+    return train_folder if train else eval_folder
+
+
+def check_layout(root: Path) -> tuple[Path, Path, list[str]]:
+    """``(train folder, evaluation folder, class names)``, or an error saying what was found
+    and what is expected."""
     if not root.is_dir():
-        raise ConvzooError(f"image folder {root} does not exist. Pass imagefolder:PATH with a folder of class sub-folders.")
-    candidates = ("train",) if train else ("val", "test")
-    for candidate in candidates:
-        if (root / candidate).is_dir():
-            return root / candidate
-    return root
+        raise ConvzooError(f"image folder {root} does not exist. Pass imagefolder:PATH with {LAYOUT}.")
+    train_folder = root / "train"
+    eval_folder = next((root / name for name in ("val", "test") if (root / name).is_dir()), None)
+    if not train_folder.is_dir() or eval_folder is None:
+        found = sorted(entry.name + "/" for entry in root.iterdir() if entry.is_dir())[:6]
+        missing = " and ".join(name for name, absent in (("train/", not train_folder.is_dir()),
+                                                          ("val/ (or test/)", eval_folder is None)) if absent)
+        raise ConvzooError(
+            f"image folder {root} has no {missing} (found {', '.join(found) if found else 'no sub-folders'}). "
+            f"Expected {LAYOUT}."
+        )
+    train_classes, eval_classes = _class_folders(train_folder), _class_folders(eval_folder)
+    if train_classes != eval_classes:
+        only_train = sorted(set(train_classes) - set(eval_classes))
+        only_eval = sorted(set(eval_classes) - set(train_classes))
+        where = "; ".join(
+            f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''} only in {folder.name}/"
+            for names, folder in ((only_train, train_folder), (only_eval, eval_folder)) if names
+        )
+        raise ConvzooError(
+            f"image folder {root}: the splits have different classes ({where}). "
+            "Give train/ and its evaluation split the same class folders, since labels are their sorted names."
+        )
+    return train_folder, eval_folder, train_classes
 
 
 def _class_folders(folder: Path) -> list[str]:
@@ -37,7 +71,7 @@ def _class_folders(folder: Path) -> list[str]:
 
 def imagefolder_spec(path: str, *, image_size: int | None = None) -> DatasetSpec:
     root = Path(path).expanduser()
-    num_classes = len(_class_folders(split_folder(root, train=True)))
+    num_classes = len(check_layout(root)[2])
     return DatasetSpec(
         f"imagefolder:{path}", 3, image_size or DEFAULT_IMAGE_SIZE, num_classes,
         IMAGENET_MEAN, IMAGENET_STD, "resized_crop_flip", in_memory=False,

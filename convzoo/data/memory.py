@@ -3,9 +3,12 @@
 A CIFAR or MNIST epoch is tiny next to the per-sample cost of a classic DataLoader
 (PIL decode, ToTensor, Normalize for each image in Python). Here the whole split is
 moved to the device once; each batch is gathered by index, augmented as a batch and
-normalised in one fused multiply-add. All randomness of an epoch (order, crops, flips)
-comes from a generator seeded by (seed, epoch), so a resumed run sees exactly the
-batches an uninterrupted one would, and a DDP rank takes its own shard of the order.
+normalised in one fused multiply-add. The epoch's order comes from a generator seeded
+by (seed, epoch), the same on every rank, so a resumed run sees exactly the batches an
+uninterrupted one would and each DDP rank takes its own shard of one order; crops and
+flips come from a generator seeded by (seed, epoch, rank), so ranks augment differently.
+Both are drawn once per epoch and sent to the device without blocking: a batch
+never waits for the host.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import math
 from typing import Iterator
 
 import torch
+
+from convzoo.seeding import derived_seed
 
 
 def pad_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -25,29 +30,41 @@ def pad_images(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.pad(images, (left, size - width - left, top, size - height - top))
 
 
-def random_crop_flip(
-    images: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True
-) -> torch.Tensor:
-    """Random crop after zero padding plus a random horizontal flip, per image, in one gather."""
+def draw_crops_and_flips(count: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` crop offsets (2, count) in [0, 2 * padding] and horizontal flips (count,), on the CPU."""
+    offsets = torch.randint(0, 2 * padding + 1, (2, count), generator=generator)
+    flips = torch.rand(count, generator=generator) < 0.5
+    return offsets, flips
+
+
+def crop_and_flip(images: torch.Tensor, padding: int, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Crop each image after zero padding at ``offsets`` (rows; columns) and mirror it where
+    ``flips``, in one gather; offsets and flips are on the images' device."""
     batch, channels, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator).to(images.device)
     rows = offsets[0, :, None] + torch.arange(height, device=images.device)
     cols = offsets[1, :, None] + torch.arange(width, device=images.device)
-    if flip:
-        flipped = torch.rand(batch, generator=generator).to(images.device) < 0.5
-        cols = torch.where(flipped[:, None], cols.flip(1), cols)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
     batch_index = torch.arange(batch, device=images.device)[:, None, None, None]
     channel_index = torch.arange(channels, device=images.device)[None, :, None, None]
     return padded[batch_index, channel_index, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU tensor to ``device`` without blocking the host: from pinned memory, whose
+    block torch keeps until the copy has finished (a pageable copy waits for the GPU)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class InMemoryLoader:
     """Yields normalised float batches ``(images, labels)`` from uint8 tensors on a device.
 
-    ``rank``/``world_size`` give each DDP process a disjoint shard of every epoch's order,
-    of equal length (the order is cut to a multiple of ``world_size``, as
-    ``DistributedSampler`` does with ``drop_last``).
+    ``rank``/``world_size`` give each DDP process a disjoint shard of every epoch's order.
+    With ``drop_last`` (training) the shards have equal length, the order cut to a multiple
+    of ``world_size`` as ``DistributedSampler`` does, so every rank takes the same number of
+    steps; without it (evaluation) every image is in exactly one shard.
     """
 
     def __init__(
@@ -86,7 +103,9 @@ class InMemoryLoader:
     @property
     def num_samples(self) -> int:
         """Images this rank sees per epoch."""
-        return len(self.labels) // self.world_size if self.world_size > 1 else len(self.labels)
+        if self.drop_last:
+            return len(self.labels) // self.world_size
+        return len(range(self.rank, len(self.labels), self.world_size))
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -96,21 +115,31 @@ class InMemoryLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _epoch_generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+    def _epoch_order(self) -> torch.Tensor:
+        """This rank's share of the epoch's order, on the CPU."""
+        total = len(self.labels)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, "order", self.epoch))
+            order = torch.randperm(total, generator=generator)
+        else:
+            order = torch.arange(total)
+        if self.drop_last:
+            order = order[: self.num_samples * self.world_size]
+        return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = self._epoch_generator()
-        total = len(self.labels)
-        order = torch.randperm(total, generator=generator) if self.shuffle else torch.arange(total)
-        if self.world_size > 1:
-            order = order[: self.num_samples * self.world_size][self.rank :: self.world_size]
-        order = order.to(self.images.device)
+        device = self.images.device
+        order = self._epoch_order()
+        if self.augmentation == "crop_flip":
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, "augment", self.epoch, self.rank))
+            offsets, flips = (to_device(t, device) for t in draw_crops_and_flips(len(order), 4, generator))
+        order = to_device(order, device)
         for batch_index in range(len(self)):
-            index = order[batch_index * self.batch_size : (batch_index + 1) * self.batch_size]
+            batch = slice(batch_index * self.batch_size, (batch_index + 1) * self.batch_size)
+            index = order[batch]
             images = self.images[index]
             if self.augmentation == "crop_flip":
-                images = random_crop_flip(images, padding=4, generator=generator)
+                images = crop_and_flip(images, 4, offsets[:, batch], flips[batch])
             images = images.float().mul_(self.scale).add_(self.shift)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)

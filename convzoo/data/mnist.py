@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from convzoo.data.files import missing_data_error, quiet_stdout
+from convzoo.data.files import missing_data_error, no_new_empty_folders, quiet_stdout
+from convzoo.engine.runtime import local_main_first
 
 _FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -34,8 +35,12 @@ def load_mnist_like(name: str, root: Path, train: bool) -> tuple[torch.Tensor, t
 
     dataset_class = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     try:
-        with quiet_stdout():
-            dataset = dataset_class(str(root), train=train, download=True)
+        with (
+            local_main_first() as may_download,  # under torchrun one process per node downloads
+            quiet_stdout(),
+            no_new_empty_folders(root / dataset_class.__name__ / "raw"),
+        ):
+            dataset = dataset_class(str(root), train=train, download=may_download)
         images, labels = dataset.data, dataset.targets
     except PermissionError:
         raw = root / dataset_class.__name__ / "raw"

@@ -22,67 +22,106 @@ REQUIRED_KEYS = ("format", "model_name", "model", "config", "epoch")
 
 
 def atomic_save(payload: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically (temporary file, fsync, rename, fsync folder)."""
+    """``torch.save`` to ``path`` atomically (temporary file, fsync, rename, fsync folder).
+
+    The payload is serialised in memory first and written with plain ``os.write`` calls:
+    torch's own file writer reports a full disk as ``RuntimeError: [enforce fail at
+    inline_container.cc] unexpected pos``, which names neither the file nor the cause.
+    Any failure removes the temporary file, leaves the previous checkpoint as it was and
+    raises a one-line ``ConvzooError`` naming the file, the cause and what to do.
+    """
+    import io
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    temporary: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
+            view = buffer.getbuffer()
+            written = 0
+            while written < len(view):
+                written += os.write(file.fileno(), view[written:])
+            del view
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
+        temporary = None
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        raise ConvzooError(checkpoint_write_error(path, error)) from error
     finally:
-        os.close(directory)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
 
 
-def rng_states() -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+def checkpoint_write_error(path: Path, error: OSError) -> str:
+    """What went wrong writing ``path`` and what to do, in one line."""
+    import errno
+
+    causes = {
+        errno.ENOSPC: ("no space left on the device", "free some space (or pass --out on another disk)"),
+        errno.EDQUOT: ("the disk quota is exceeded", "free some space (or pass --out on another disk)"),
+        errno.EACCES: ("permission denied", "make the run folder writable (or pass --out to a writable folder)"),
+        errno.EPERM: ("permission denied", "make the run folder writable (or pass --out to a writable folder)"),
+        errno.EROFS: ("the file system is read-only", "pass --out to a writable folder"),
+    }
+    cause, advice = causes.get(error.errno, (error.strerror or type(error).__name__, "check the folder"))
+    kept = " The previous checkpoint there is intact." if path.exists() else ""
+    return f"cannot write checkpoint {path}: {cause}.{kept} To continue, {advice}, then resume with --resume {path.parent}."
 
 
-def restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
+                    plain_weights_hint: str = "train a model with `convzoo train` and pass its best.pt") -> dict[str, Any]:
+    """Load and sanity-check a convzoo checkpoint; anything else is a one-line error.
 
-
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load and sanity-check a convzoo checkpoint; anything else is a one-line error."""
-    path = Path(path)
-    if path.is_dir():
-        for candidate in ("best.pt", "last.pt"):
-            if (path / candidate).is_file():
-                path = path / candidate
-                break
-    if not path.is_file():
-        raise ConvzooError(f"checkpoint {path} does not exist. Pass a run's best.pt or last.pt.")
+    ``path`` may be a run folder (its best.pt, else last.pt). Messages name the path as
+    the user gave it; ``plain_weights_hint`` says what to do with a plain state dict,
+    since only some commands take one (``--weights PATH --model NAME``).
+    """
+    given = Path(path)
+    path = given
+    if given.is_dir():
+        found = [given / name for name in ("best.pt", "last.pt") if (given / name).is_file()]
+        if not found:
+            raise ConvzooError(
+                f"run folder {given} holds no best.pt or last.pt (its first epoch may not have finished). "
+                "Pass a run folder with checkpoints, or a .pt file."
+            )
+        path = found[0]
+    elif not given.is_file():
+        raise ConvzooError(f"checkpoint {given} does not exist. Pass a run's best.pt or last.pt (or its folder).")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a bad file
-        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        # torch's own text is pages long and, cut to a line, ends mid-word: --debug shows all of it.
         raise ConvzooError(
-            f"cannot read checkpoint {path}: the file is truncated, corrupt or not a PyTorch checkpoint ({first}). "
-            "Use another checkpoint, e.g. the run's last.pt."
-        ) from None
+            f"cannot read checkpoint {path}: the file is truncated, corrupt or not a PyTorch checkpoint. "
+            "Use another checkpoint, e.g. the run's last.pt (--debug shows torch's message)."
+        ) from error
+    if _is_plain_state_dict(checkpoint):
+        raise ConvzooError(f"{path} holds plain weights (a state dict), not a convzoo checkpoint; {plain_weights_hint}.")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ConvzooError(
             f"{path} is not a convzoo checkpoint (no '{CHECKPOINT_FORMAT}' marker). "
-            "For a plain state dict use --weights PATH with --model NAME."
+            "Pass a best.pt or last.pt written by `convzoo train`."
         )
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise ConvzooError(f"checkpoint {path} lacks {', '.join(missing)}; it cannot be used. Use another checkpoint.")
     checkpoint["path"] = str(path)
     return checkpoint
+
+
+def _is_plain_state_dict(payload: Any) -> bool:
+    """A ``torch.save(model.state_dict())`` file: names mapping to tensors, nothing else."""
+    return (isinstance(payload, dict) and bool(payload) and "format" not in payload
+            and all(isinstance(value, torch.Tensor) for value in payload.values()))
 
 
 def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], source: str, model_name: str) -> None:

@@ -33,7 +33,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy (fractions in [0, 1]) and mean cross-entropy over the whole loader.
 
-    The model is put in eval mode and restored to its previous mode afterwards.
+    The model is put in eval mode and restored to its previous mode afterwards. A loader
+    that is one rank's shard of a split (``world_size`` > 1, as ``build_loaders`` makes
+    under torchrun) is evaluated on this rank only and the counts are summed over the
+    ranks: every rank returns the result for the whole split, each image counted once.
     """
     was_training = model.training
     model.eval()
@@ -57,15 +60,27 @@ def evaluate(
             class_correct += torch.bincount(labels[hits[:, 0]], minlength=num_classes)
         count += labels.numel()
     model.train(was_training)
+    # One vector of sums (float64 counts are exact far beyond any test split), so that a
+    # sharded evaluation needs a single all-reduce.
+    sums = torch.cat([
+        torch.stack([loss_sum, correct1.double(), correct5.double(), torch.tensor(float(count), device=device)]),
+        class_correct.double(), class_total.double(),
+    ])
+    if getattr(loader, "world_size", 1) > 1:
+        from convzoo.engine.runtime import sum_over_ranks
+
+        sum_over_ranks(sums)
+    loss_total, hits1, hits5, count = sums[:4].tolist()
+    count = int(count)
     result: dict[str, Any] = {
-        "acc1": correct1.item() / max(count, 1),
-        "acc5": correct5.item() / max(count, 1),
-        "loss": loss_sum.item() / max(count, 1),
+        "acc1": hits1 / max(count, 1),
+        "acc5": hits5 / max(count, 1),
+        "loss": loss_total / max(count, 1),
         "n": count,
     }
     if per_class:
-        totals = class_total.cpu().tolist()
-        result["per_class"] = [c / t if t else None for c, t in zip(class_correct.cpu().tolist(), totals)]
+        class_hits, totals = sums[4:].view(2, num_classes).tolist()
+        result["per_class"] = [c / t if t else None for c, t in zip(class_hits, totals)]
     return result
 
 
@@ -79,33 +94,58 @@ def evaluate_checkpoint(
     conv: str | None = None,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Rebuild a checkpoint's model and evaluate it on its dataset's whole test split (or ``dataset``'s)."""
-    from convzoo.config import config_from_dict
+    """Rebuild a checkpoint's model and evaluate it on its dataset's whole test split (or ``dataset``'s).
+
+    The data folder is ``data_dir``, else ``$CONVZOO_DATA``, else the run's own folder if it
+    still exists, else the default (``convzoo.data.files.data_dir_for_saved_run``).
+    """
+    import dataclasses
+
+    from convzoo.config import QUICK_TEST_SIZE, config_from_dict, quick_cap
+    from convzoo.data.class_names import dataset_class_names
+    from convzoo.data.files import data_dir_for_saved_run
     from convzoo.engine.checkpoint import load_checkpoint, load_model_state
     from convzoo.engine.runtime import pick_device
     from convzoo.engine.setup import build_model, dataset_spec_for, loaders_for
     from convzoo.errors import ConvzooError
 
-    checkpoint = load_checkpoint(checkpoint_path)
+    if batch_size is not None and batch_size < 1:
+        raise ConvzooError(f"--batch-size must be at least 1, got {batch_size}.")
+    checkpoint = load_checkpoint(
+        checkpoint_path,
+        plain_weights_hint="`convzoo eval` needs a run's best.pt or last.pt, written by `convzoo train`",
+    )
     values = dict(checkpoint["config"])
-    values.update({k: v for k, v in {"dataset": dataset, "data_dir": data_dir, "conv": conv,
-                                      "eval_batch_size": batch_size}.items() if v is not None})
+    values.update({k: v for k, v in {"dataset": dataset, "conv": conv, "eval_batch_size": batch_size}.items()
+                   if v is not None})
+    values["data_dir"] = data_dir_for_saved_run(data_dir, values.get("data_dir"))
     values["weights"] = None
-    values["test_size"] = None  # a run's quick-check subset is not the test set: report on all of it
+    # A run's quick-check subset is not the test set: report on all of it (but a smoke test's
+    # share under $CONVZOO_QUICK=1, as the README test runs every command).
+    values["test_size"] = quick_cap(None, QUICK_TEST_SIZE)
     config = config_from_dict(values, source=checkpoint["path"])
     torch_device = pick_device(device)
     spec, pad_to = dataset_spec_for(config)
     # Checkpoints from before num_classes was stored: the classifier's bias is the last tensor.
     trained_classes = checkpoint.get("num_classes") or checkpoint["model"][next(reversed(checkpoint["model"]))].shape[0]
-    if dataset is not None and spec.num_classes != trained_classes:
-        raise ConvzooError(
-            f"{checkpoint['model_name']} in {checkpoint['path']} was trained for {trained_classes} classes; "
-            f"{spec.name} has {spec.num_classes}. Evaluate on a dataset with the same classes."
-        )
+    if dataset is not None:
+        if spec.num_classes != trained_classes:
+            raise ConvzooError(
+                f"{checkpoint['model_name']} in {checkpoint['path']} was trained for {trained_classes} classes; "
+                f"{spec.name} has {spec.num_classes}. Pass a --dataset with the same classes."
+            )
+        trained_spec, _ = dataset_spec_for(dataclasses.replace(config, dataset=checkpoint["config"]["dataset"]))
+        if spec.channels != trained_spec.channels:
+            raise ConvzooError(
+                f"{checkpoint['model_name']} in {checkpoint['path']} takes {trained_spec.channels}-channel images; "
+                f"{spec.name} has {spec.channels}. Pass a --dataset with {trained_spec.channels}-channel images."
+            )
     loaders = loaders_for(config, spec, pad_to, torch_device)
     model = build_model(config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs, conv=config.conv)
     load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
     model.to(torch_device)
     result = evaluate(model, loaders.test, torch_device, num_classes=spec.num_classes, amp=config.amp, per_class=per_class)
     result.update({"checkpoint": checkpoint["path"], "model": config.model, "dataset": spec.name, "epoch": checkpoint["epoch"]})
+    if per_class:
+        result["class_names"] = list(dataset_class_names(spec))
     return result

@@ -1,8 +1,9 @@
 """What a run reports: progress on the terminal, ``metrics.jsonl`` and TensorBoard.
 
 On a terminal, a rich progress bar shows loss, accuracy, learning rate and images/s.
-Elsewhere (CI, a log file, ``--json``) there are no bars, only one plain line per epoch
-on stderr, so logs stay readable and stdout stays free for the JSON result.
+Elsewhere (CI, a log file, ``--json``) there are no bars: a plain line on stderr every
+``log_interval`` steps or 30 s, and one per epoch (``--quiet``: the epoch lines only), so
+logs stay readable and stdout stays free for the JSON result.
 """
 
 from __future__ import annotations
@@ -23,11 +24,25 @@ def format_epoch_line(record: dict[str, Any]) -> str:
 
 
 class EpochProgress:
-    """A rich progress bar for one epoch's batches, or nothing when not on a terminal."""
+    """Progress through one epoch's batches: a rich bar on a terminal, plain lines elsewhere.
 
-    def __init__(self, enabled: bool, total: int, description: str) -> None:
+    Off a terminal (a log file, CI, a cluster's job output) a run must not look dead for a
+    whole epoch, so a plain line is printed every ``log_interval`` steps or every
+    ``line_seconds``, whichever comes first, with the step, running loss and accuracy,
+    learning rate, images/s and the epoch's ETA. ``mode`` is ``bar``, ``lines`` or ``off``.
+    The loop asks ``due(step)`` before computing the numbers, since reading them off the
+    device is a host synchronisation it should not pay on every step.
+    """
+
+    def __init__(self, mode: str, total: int, description: str, log_interval: int = 50,
+                 line_seconds: float = 30.0) -> None:
+        import time
+
+        self.mode, self.total, self.description = mode, total, description
+        self.log_interval, self.line_seconds = max(1, log_interval), line_seconds
+        self.started = self.last_line = time.perf_counter()
         self.progress = None
-        if enabled:
+        if mode == "bar":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
@@ -37,14 +52,42 @@ class EpochProgress:
             self.progress.start()
             self.task = self.progress.add_task(description, total=total, stats="")
 
+    def due(self, step: int) -> bool:
+        """Whether the 0-based ``step`` just finished should be reported."""
+        if self.mode == "bar":
+            return step % 10 == 0 or step + 1 == self.total
+        if self.mode != "lines" or step + 1 >= self.total:  # the epoch's own line follows the last step
+            return False
+        import time
+
+        return (step + 1) % self.log_interval == 0 or time.perf_counter() - self.last_line >= self.line_seconds
+
     def update(self, completed: int, stats: str | None = None) -> None:
         if self.progress is not None:
             fields = {"stats": stats} if stats is not None else {}
             self.progress.update(self.task, completed=completed, **fields)
+        elif self.mode == "lines":
+            import time
+
+            now = time.perf_counter()
+            self.last_line = now
+            remaining = (now - self.started) / max(completed, 1) * (self.total - completed)
+            print(f"{self.description}  step {completed}/{self.total}  {stats or ''}  ETA {_duration(remaining)}",
+                  file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``42s``."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
 
 
 def _stderr_console():
@@ -56,11 +99,14 @@ def _stderr_console():
 class RunLogger:
     """Writes ``metrics.jsonl`` and TensorBoard events in the run folder (main process only)."""
 
-    def __init__(self, run_dir: Path, enabled: bool, quiet: bool, progress_bars: bool = True) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, quiet: bool, progress_bars: bool = True,
+                 step_lines: bool = True, log_interval: int = 50) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
         self.quiet = quiet
         self.interactive = enabled and not quiet and progress_bars and sys.stderr.isatty()
+        self.step_lines = enabled and not quiet and step_lines and not self.interactive
+        self.log_interval = log_interval
         self.writer = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
@@ -68,7 +114,8 @@ class RunLogger:
             self.writer = SummaryWriter(log_dir=str(run_dir))
 
     def progress(self, total: int, description: str) -> EpochProgress:
-        return EpochProgress(self.interactive, total, description)
+        mode = "bar" if self.interactive else "lines" if self.step_lines else "off"
+        return EpochProgress(mode, total, description, self.log_interval)
 
     def message(self, text: str) -> None:
         """A plain line on stderr (never stdout, which ``--json`` reserves)."""

@@ -1,4 +1,10 @@
-"""Optimisers and learning-rate schedules (stepped once per batch, with linear warm-up)."""
+"""Optimisers and learning-rate schedules (stepped once per batch, with linear warm-up).
+
+A schedule is laid out in epochs and stepped per batch, so its step count depends on the
+steps per epoch, and those on the number of processes. A resumed run therefore rebuilds
+its schedule at its own steps per epoch and starts it at the epoch it resumes from: the
+learning rate of every epoch boundary is the same however many processes train.
+"""
 
 from __future__ import annotations
 
@@ -41,8 +47,16 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfi
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, start_step: int = 0
 ) -> torch.optim.lr_scheduler.LRScheduler:
+    """The run's schedule, ``start_step`` steps in (the first step of a resumed epoch).
+
+    To start past step 0 the optimiser must hold the state it was saved with: schedules
+    read their base rates (``initial_lr``, one-cycle's ``max_lr``) from its groups.
+    """
+    # torch's way to resume a schedule: ``last_epoch`` is the last step taken; both
+    # schedules below are closed forms of it, so the rates equal an uninterrupted run's.
+    last_step = start_step - 1
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
     if config.schedule == "onecycle":
@@ -55,8 +69,9 @@ def build_scheduler(
         pct_start = min(warm / total_steps, 1.0)
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=pct_start,
-            cycle_momentum=config.optimizer == "sgd" and config.momentum > 0,
+            cycle_momentum=config.optimizer == "sgd" and config.momentum > 0, last_epoch=last_step,
         )
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, config, steps_per_epoch)
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, config, steps_per_epoch),
+        last_epoch=last_step,
     )

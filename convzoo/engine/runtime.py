@@ -1,14 +1,23 @@
-"""The one place that decides the device and the process's rank.
+"""The one place that decides the device and the process's rank, and how ranks agree.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the process group, takes the
 GPU of its ``LOCAL_RANK`` and trains a DistributedDataParallel replica on its shard of
-the data; only rank 0 logs and writes checkpoints. Alone, it is rank 0 of 1.
+the data; only rank 0 logs and writes files. Alone, it is rank 0 of 1.
+
+How a run ends: after success every rank waits at a barrier (rank 0 may still be writing
+checkpoints), then the process group is destroyed by whoever created it (a script that
+created its own keeps it). After a failure nothing collective runs (NCCL's teardown is
+collective, and a peer may be waiting in an all-reduce that will never complete): the
+first rank to fail says why in one line, the others stop quietly, and torchrun ends the job.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -21,6 +30,11 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_process_group: bool = False
+    """Whether ``setup_runtime`` created the process group (and teardown destroys it)."""
+    run: int = 0
+    """How many distributed runtimes this process set up before this one: the same on every
+    rank, since every rank runs the same script, so each run's failures are counted apart."""
 
     @property
     def is_main(self) -> bool:
@@ -49,25 +63,138 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def use_fast_float32_math() -> None:
+    """TF32 tensor cores for float32 matrix products (cuDNN's convolutions use them by
+    default) and cuDNN's autotuner for the fixed shapes of a training run. Runs that
+    leave bf16 autocast off train in float32 and would otherwise forgo both."""
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.benchmark = True
+
+
+_distributed_runs = itertools.count()
+"""Numbers the distributed runtimes of this process (``Runtime.run``)."""
+
+
 def setup_runtime(device_name: str = "auto") -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        use_fast_float32_math()
     if world_size <= 1:
-        return Runtime(pick_device(device_name))
+        return Runtime(device)
     import torch.distributed as dist
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_name)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device, rank=rank, world_size=world_size, local_rank=local_rank)
+    return Runtime(device, rank=rank, world_size=world_size, local_rank=local_rank, owns_process_group=owns,
+                   run=next(_distributed_runs))
+
+
+def barrier() -> None:
+    """Wait for every rank (on NCCL, on this process's GPU rather than one NCCL guesses)."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over every rank of the job, in place."""
+    import torch.distributed as dist
+
+    dist.all_reduce(values)
+    return values
+
+
+def max_over_ranks(value: float, device: torch.device) -> float:
+    """The largest ``value`` any rank holds (the slowest rank's epoch time sets the job's pace)."""
+    import torch.distributed as dist
+
+    largest = torch.tensor(float(value), dtype=torch.float64, device=device)
+    dist.all_reduce(largest, op=dist.ReduceOp.MAX)
+    return largest.item()
+
+
+@contextlib.contextmanager
+def local_main_first() -> Iterator[bool]:
+    """Under torchrun, the first process of each node (``LOCAL_RANK`` 0) goes first while
+    the node's others wait at a barrier, then they follow; yields whether this process is
+    the one going first (alone: True).
+
+    Downloads use it: one process per node fetches and extracts an archive into the data
+    folder, the others then read what it wrote instead of all writing one file at once.
+    The barrier is passed on failure too, so the others go on to fail with the same error.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        yield True
+        return
+    first = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    if not first:
+        barrier()
+    try:
+        yield first
+    finally:
+        if first:
+            barrier()
 
 
 def teardown_runtime(runtime: Runtime) -> None:
+    """After a run that succeeded on every rank: wait until all are done (rank 0 may still
+    be writing last.pt, best.pt and TensorBoard events), then destroy the process group if
+    ``setup_runtime`` created it. Not after a failure (see ``failure_to_raise``)."""
     if runtime.distributed:
         import torch.distributed as dist
 
         if dist.is_initialized():
-            dist.destroy_process_group()
+            barrier()
+            if runtime.owns_process_group:
+                dist.destroy_process_group()
+
+
+class StoppedAfterAnotherRank(ConvzooError):
+    """This rank stopped because another rank failed first and already said why."""
+
+    already_reported = True
+    """The CLI exits non-zero without a line of its own (``--debug`` still shows the traceback)."""
+
+
+def failure_to_raise(runtime: Runtime, error: BaseException) -> BaseException:
+    """What this rank raises now that ``error`` stopped it.
+
+    Alone: ``error`` itself. Under torchrun: the first rank of the job to fail raises a
+    one-line ``ConvzooError`` naming itself (``rank 1: ...``); a later failure of the same
+    run, usually a peer's collective breaking because that rank left, raises
+    ``StoppedAfterAnotherRank``, so the job ends with one line that says why. The process
+    group is left as it is.
+    """
+    if not runtime.distributed or not isinstance(error, Exception):
+        return error
+    if not _first_failure_of_the_run(runtime.run):
+        return StoppedAfterAnotherRank(f"rank {runtime.rank} stopped after another rank failed")
+    if isinstance(error, ConvzooError):
+        reason = str(error)
+    else:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = f"{type(error).__name__}: {text} (run again with --debug for the traceback)"
+    return ConvzooError(f"rank {runtime.rank}: {reason}")
+
+
+def _first_failure_of_the_run(run: int) -> bool:
+    """Count this failure in the job's key-value store (under torchrun the launcher keeps it,
+    so it outlives every rank); true for the run's first. A job torchrun restarts counts anew."""
+    try:
+        from torch.distributed.distributed_c10d import _get_default_store
+
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        return _get_default_store().add(f"convzoo/failures/{attempt}/{run}", 1) == 1
+    except Exception:  # noqa: BLE001 - no store to ask, or it left with its rank: better two lines than none
+        return True

@@ -2,16 +2,18 @@
 
 ``train(config)`` is what ``convzoo train`` runs. Each epoch: train on every batch,
 evaluate on the test split, log, and write ``last.pt`` (and ``best.pt`` when the test
-accuracy improved) atomically. Everything that makes the next epoch's numbers (model,
-optimiser, schedule, epoch, RNG states) is in the checkpoint, so ``--resume`` continues
-bit-identically on CPU.
+accuracy improved) atomically. Everything that makes the next epoch's numbers is in the
+checkpoint (model, optimiser, epoch) or follows from the config and the epoch (schedule,
+data order, random draws), so ``--resume`` continues bit-identically on CPU, and with
+another number of torchrun processes continues the same schedule.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,19 @@ import torch
 import torch.nn.functional as F
 
 from convzoo.config import RUN_DEFINING_KEYS, TrainConfig, config_from_dict, read_yaml, save_config
-from convzoo.engine.checkpoint import (
-    CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, restore_rng_states, rng_states,
-)
+from convzoo.data.class_names import dataset_class_names
+from convzoo.data.files import absolute_data_dir, data_dir_for_saved_run
+from convzoo.engine.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler
-from convzoo.engine.runtime import Runtime, setup_runtime, teardown_runtime
+from convzoo.engine.run_dir import claim_run_dir, dataset_label, timestamped_name
+from convzoo.engine.runtime import (
+    Runtime, failure_to_raise, max_over_ranks, setup_runtime, sum_over_ranks, teardown_runtime,
+)
 from convzoo.engine.setup import build_model, dataset_spec_for, loaders_for
 from convzoo.errors import ConvzooError
+from convzoo.seeding import derived_seed
 
 
 def training_loss(outputs: Any, labels: torch.Tensor, label_smoothing: float, aux_weight: float) -> torch.Tensor:
@@ -43,39 +49,66 @@ def training_loss(outputs: Any, labels: torch.Tensor, label_smoothing: float, au
 
 
 def default_run_name(config: TrainConfig) -> str:
-    dataset = config.dataset.replace("imagefolder:", "").rstrip("/").split("/")[-1] or "images"
-    return f"{config.model}-{dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """``MODEL-DATASET-TIME``, e.g. ``lenet5-mnist-20260101-120000``."""
+    return timestamped_name(f"{config.model}-{dataset_label(config.dataset)}")
 
 
 def new_run_dir(config: TrainConfig) -> Path:
-    """A fresh run folder; an existing run is never overwritten."""
-    out = Path(config.out)
+    """Claim a fresh run folder (created here, atomically); an existing run is never reused.
+
+    Two commands started in the same second get ``NAME`` and ``NAME-2``. Under torchrun
+    rank 0 claims the folder and the other ranks receive its name, so all of them write
+    to one run (call this after the process group exists).
+    """
+    import torch.distributed as dist
+
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    claimed: list[str | None] = [None]
+    if not distributed or dist.get_rank() == 0:
+        try:
+            claimed[0] = str(_claim(config))
+        except ConvzooError as error:
+            claimed[0] = f"error:{error}"
+    if distributed:
+        dist.broadcast_object_list(claimed, src=0)
+    if claimed[0].startswith("error:"):
+        raise ConvzooError(claimed[0][len("error:"):])
+    return Path(claimed[0])
+
+
+def _claim(config: TrainConfig) -> Path:
     if config.name:
-        run_dir = out / config.name
+        run_dir = Path(config.out) / config.name
         if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists():
             raise ConvzooError(
                 f"run folder {run_dir} already holds a run. Continue it with --resume {run_dir}, "
                 "or start a new one with another --name."
             )
-        return run_dir
-    base = out / default_run_name(config)
-    run_dir, suffix = base, 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = base.with_name(f"{base.name}-{suffix}")
-    return run_dir
+    return claim_run_dir(config.out, config.name, f"{config.model}-{dataset_label(config.dataset)}")
+
+
+def run_folder_of(resume: str | Path) -> Path:
+    """The run folder ``--resume`` names: the folder itself, or the folder of its ``last.pt``
+    or ``best.pt`` (the file ``eval --checkpoint`` takes): a run is its folder."""
+    path = Path(resume)
+    return path.parent if path.suffix == ".pt" and path.is_file() else path
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[TrainConfig, Path]:
     """The saved config of ``run_dir``, with harmless overrides (device, data folder) applied.
 
     Flags that would change what the run computes are refused: a resumed run must be the
-    run it continues.
+    run it continues. The data folder follows ``eval``'s rule: ``--data-dir`` >
+    ``$CONVZOO_DATA`` > the run's own folder if it still exists > the default.
     """
-    run_dir = Path(run_dir)
+    given = run_dir
+    run_dir = run_folder_of(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
-        raise ConvzooError(f"{run_dir} is not a convzoo run folder (no config.yaml). Pass the folder a run was written to.")
+        raise ConvzooError(
+            f"--resume {given}: {run_dir} is not a convzoo run folder (no config.yaml). "
+            "Pass the folder a run was written to, or its last.pt."
+        )
     saved = config_from_dict(read_yaml(config_path), source=str(config_path))
     changed = [
         key for key, value in overrides.items()
@@ -88,6 +121,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
         )
     values = saved.to_dict()
     values.update({k: v for k, v in overrides.items() if v is not None and k not in ("out", "name")})
+    values["data_dir"] = data_dir_for_saved_run(overrides.get("data_dir"), saved.data_dir)
     return config_from_dict(values, source=str(config_path)), run_dir
 
 
@@ -96,26 +130,39 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def train(config: TrainConfig | None, *, resume: str | Path | None = None, overrides: dict[str, Any] | None = None,
-          quiet: bool = False, progress_bars: bool = True) -> dict[str, Any]:
+          quiet: bool = False, progress_bars: bool = True, step_lines: bool = True) -> dict[str, Any]:
     """Train ``config`` (or continue the run in ``resume``) and return the run's summary.
 
     ``quiet`` silences stderr entirely (notebooks, tests); ``progress_bars=False`` keeps
     the one plain line per epoch but never draws bars (``--json``).
     """
+    checkpoint, claimed = None, None
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
         checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
     else:
-        run_dir, checkpoint = new_run_dir(config), None
+        # The stored folder must still lead to the data when a later command runs elsewhere.
+        config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
     runtime = setup_runtime(config.device)
     try:
-        return _train(config, run_dir, checkpoint, runtime, quiet, progress_bars)
-    finally:
-        teardown_runtime(runtime)
+        if resume is None:
+            run_dir = claimed = new_run_dir(config)
+        result = _train(config, run_dir, checkpoint, runtime, quiet, progress_bars, step_lines)
+    except BaseException as error:
+        if claimed is not None and runtime.is_main:
+            with contextlib.suppress(OSError):
+                claimed.rmdir()  # a run that failed before writing anything leaves no empty folder
+        # No collective teardown here: a peer may be waiting in an all-reduce this rank will never join.
+        stop = failure_to_raise(runtime, error)
+        if stop is error:
+            raise
+        raise stop from error
+    teardown_runtime(runtime)
+    return result
 
 
 def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime: Runtime, quiet: bool,
-           progress_bars: bool) -> dict[str, Any]:
+           progress_bars: bool, step_lines: bool = True) -> dict[str, Any]:
     device = runtime.device
     if checkpoint is not None and checkpoint["epoch"] >= config.epochs:
         return _already_complete(config, run_dir, checkpoint, runtime, quiet)
@@ -135,14 +182,15 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         model = model.to(memory_format=torch.channels_last)
     aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
     optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, len(loaders.train))
     start_epoch, best_acc, best_epoch = 0, -1.0, 0
     if checkpoint is not None:
         load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        restore_rng_states(checkpoint["rng"])
         start_epoch, best_acc, best_epoch = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["best_epoch"]
+    # Rebuilt, not loaded: with another number of processes an epoch has another number of
+    # steps, and the schedule must still end with the last one (see engine/optim.py).
+    steps_per_epoch = len(loaders.train)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch, start_step=start_epoch * steps_per_epoch)
     train_model = model
     if runtime.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -152,16 +200,27 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
-    logger = RunLogger(run_dir, enabled=runtime.is_main, quiet=quiet, progress_bars=progress_bars)
+    logger = RunLogger(run_dir, enabled=runtime.is_main, quiet=quiet, progress_bars=progress_bars,
+                       step_lines=step_lines, log_interval=config.log_interval)
     logger.message(
         f"{'resuming' if checkpoint else 'training'} {config.model} on {spec.name} "
         f"({loaders.train.num_samples * runtime.world_size:,} images, {loaders.image_size}x{loaders.image_size}) on {device}"
         + (f" x{runtime.world_size}" if runtime.distributed else "") + f" -> {run_dir}"
     )
+    if checkpoint is not None and checkpoint.get("world_size", runtime.world_size) != runtime.world_size:
+        logger.message(
+            f"the run trained with {checkpoint['world_size']} process(es) and continues with {runtime.world_size}: "
+            f"{steps_per_epoch} steps of {config.batch_size} x{runtime.world_size} images per epoch instead of "
+            f"{checkpoint['steps_per_epoch']}; the schedule continues from epoch {start_epoch}."
+        )
     train_time = float(checkpoint.get("train_time_s", 0.0)) if checkpoint else 0.0
     record: dict[str, Any] = {}
     test: dict[str, Any] = {}
     for epoch in range(start_epoch, config.epochs):
+        # Dropout and any other draw of the epoch: from (seed, epoch, rank), so a resumed run
+        # draws what an uninterrupted one would, and ranks draw differently (after the model's
+        # initialisation, which every rank drew alike from the seed).
+        torch.manual_seed(derived_seed(config.seed, "epoch", epoch, runtime.rank))
         loaders.train.set_epoch(epoch)
         train_model.train()
         loss_sum = torch.zeros((), device=device)
@@ -183,7 +242,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             loss_sum += loss.detach() * labels.numel()
             correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
             seen += labels.numel()
-            if progress.progress is not None and (step % 10 == 0 or step + 1 == len(loaders.train)):
+            if progress.due(step):  # reading the running numbers syncs with the device: only when shown
                 rate = seen / max(time.perf_counter() - started, 1e-9)
                 progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  acc {100 * correct.item() / seen:.2f}%  "
                                           f"lr {scheduler.get_last_lr()[0]:.3g}  {rate:,.0f} img/s")
@@ -191,8 +250,15 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             torch.cuda.synchronize(device)
         epoch_time = time.perf_counter() - started
         progress.close()
+        # The job's loss, accuracy and pace, summed over every rank's shard before they are
+        # checked or logged: a NaN on any rank stops every rank, before a checkpoint.
+        totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device)])
+        if runtime.distributed:
+            sum_over_ranks(totals)
+            epoch_time = max_over_ranks(epoch_time, device)
+        loss_total, correct_total, seen_total = totals.tolist()
         train_time += epoch_time
-        train_loss = loss_sum.item() / seen
+        train_loss = loss_total / seen_total
         if not math.isfinite(train_loss):
             raise ConvzooError(
                 f"the training loss became {train_loss} in epoch {epoch + 1}; the run stopped and its last good "
@@ -204,11 +270,11 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             best_acc, best_epoch = test["acc1"], epoch + 1
         record = {
             "epoch": epoch + 1, "epochs": config.epochs,
-            "train_loss": train_loss, "train_acc": correct.item() / seen,
+            "train_loss": train_loss, "train_acc": correct_total / seen_total,
             "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
             "lr": scheduler.get_last_lr()[0],
-            "train_images": seen * runtime.world_size, "test_images": test["n"],
-            "images_per_s": seen * runtime.world_size / epoch_time, "epoch_time_s": epoch_time,
+            "train_images": int(seen_total), "test_images": test["n"],
+            "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
         }
         logger.log_epoch(record)
         if runtime.is_main:
@@ -216,8 +282,10 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 "format": CHECKPOINT_FORMAT, "model_name": config.model, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch,
-                "test_acc": test["acc1"], "rng": rng_states(), "config": config.to_dict(),
+                "test_acc": test["acc1"], "config": config.to_dict(),
+                "world_size": runtime.world_size, "steps_per_epoch": steps_per_epoch,
                 "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
+                "class_names": list(dataset_class_names(spec)),
             }
             atomic_save(state, run_dir / "last.pt")
             if is_best:
@@ -240,6 +308,26 @@ def _already_complete(config: TrainConfig, run_dir: Path, checkpoint: dict, runt
     return {
         "run_dir": str(run_dir), "model": config.model, "dataset": config.dataset, "device": str(runtime.device),
         "epochs": config.epochs, "best_acc": checkpoint["best_acc"], "best_epoch": checkpoint["best_epoch"],
-        "final_acc": checkpoint["test_acc"], "final_loss": None,
+        "final_acc": checkpoint["test_acc"], "final_loss": _final_test_loss(run_dir, checkpoint),
         "train_time_s": checkpoint.get("train_time_s", 0.0), "complete": True, "already_complete": True,
     }
+
+
+def _final_test_loss(run_dir: Path, checkpoint: dict) -> float | None:
+    """The last epoch's test loss: from the checkpoint, else from its line of ``metrics.jsonl``
+    (checkpoints written before the loss was stored), so a finished run reports what a
+    running one does."""
+    if checkpoint.get("test_loss") is not None:
+        return float(checkpoint["test_loss"])
+    import json
+
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if record.get("epoch") == checkpoint["epoch"]:
+                return record.get("test_loss")
+    return None

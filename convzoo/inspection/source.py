@@ -77,6 +77,10 @@ def resolve_model_source(
         raise ConvzooError(f"pass one of --checkpoint RUN/best.pt, --random-init or --weights, not {' and '.join(chosen)}.")
     if checkpoint is not None:
         return _from_checkpoint(checkpoint, model, data_dir, conv)
+    if weights is not None and str(weights).endswith(".safetensors"):
+        described = _from_described_weights(weights, model, data_dir, conv)
+        if described is not None:
+            return described
     if model is None:
         raise ConvzooError(
             "no model given: pass --checkpoint RUN/best.pt for a trained network, --model NAME --random-init "
@@ -103,21 +107,51 @@ def resolve_model_source(
 
 
 def _from_checkpoint(checkpoint: str, model: str | None, data_dir: str | None, conv: str | None) -> ModelSource:
+    from convzoo.data.files import data_dir_for_saved_run
     from convzoo.engine.checkpoint import load_checkpoint
 
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint, plain_weights_hint="pass it with --weights PATH --model NAME instead")
     if model is not None and model != loaded["model_name"]:
         raise ConvzooError(
             f"--model {model} does not match the checkpoint {loaded['path']}, which holds a "
             f"{loaded['model_name']}. Drop --model or pass a {model} checkpoint."
         )
     values = dict(loaded["config"])
-    values.update({key: value for key, value in {"data_dir": data_dir, "conv": conv}.items() if value is not None})
+    values.update({key: value for key, value in {"conv": conv}.items() if value is not None})
+    values["data_dir"] = data_dir_for_saved_run(data_dir, values.get("data_dir"))
     values["weights"] = None
     config = config_from_dict(values, source=loaded["path"])
     names = loaded.get("class_names")
     return ModelSource(config, loaded["model"], loaded["path"], loaded.get("image_size"),
                        tuple(names) if names else None)
+
+
+def _from_described_weights(path: str, model: str | None, data_dir: str | None, conv: str | None) -> ModelSource | None:
+    """A model rebuilt from a safetensors file's convzoo metadata (``convzoo export``):
+    name, classes, channels, image size, dataset and class names; None for a file
+    without it (timm's, the hub's), which then needs ``--model``."""
+    from convzoo.deploy.safetensors_io import read_safetensors
+
+    state, metadata = read_safetensors(path)
+    if metadata is None:
+        if model is None:
+            raise ConvzooError(f"{path} carries no convzoo metadata (model name, classes); pass --model NAME with it.")
+        return None
+    if model is not None and model != metadata.model_name:
+        raise ConvzooError(f"--model {model} does not match {path}, which holds a {metadata.model_name}. "
+                           f"Drop --model or pass a {model} weights file.")
+    from convzoo.data.catalog import IMAGEFOLDER_PREFIX
+
+    values: dict[str, Any] = {"model": metadata.model_name, "dataset": metadata.dataset, "data_dir": data_dir,
+                              "conv": conv or "torch", "model_kwargs": metadata.model_kwargs}
+    # Synthetic images and image folders take the size the model was built for (and
+    # synthetic its channels); the named datasets have a shape of their own.
+    if metadata.dataset == "synthetic":
+        values.update(image_size=metadata.image_size, in_channels=metadata.in_channels)
+    elif metadata.dataset.startswith(IMAGEFOLDER_PREFIX):
+        values["image_size"] = metadata.image_size
+    config = config_from_dict(values, source=str(path))
+    return ModelSource(config, state, str(path), metadata.image_size, metadata.class_names or None)
 
 
 def _imagenet_categories(model: str) -> tuple[str, ...] | None:

@@ -73,11 +73,16 @@ def torchvision_state_dict(model: nn.Module, name: str) -> Mapping[str, torch.Te
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors only (``weights_only=True``: a weights file cannot run code when loaded)."""
+    """Tensors only (``weights_only=True``: a weights file cannot run code when loaded);
+    ``.safetensors`` files (timm's, the hub's, ``convzoo export``'s) through safetensors."""
     path = Path(path)
     if not path.is_file():
         raise ConvzooError(
             f"weights file {path} not found; pass --weights torchvision or a path to a state-dict file.")
+    if path.suffix == ".safetensors":
+        from convzoo.deploy.safetensors_io import read_safetensors
+
+        return _without_wrapper_prefixes(read_safetensors(path)[0])
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - unpickling raises many types; all mean "not a weights file"
@@ -86,7 +91,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         loaded = loaded["model"]
     if not isinstance(loaded, Mapping) or not all(isinstance(value, torch.Tensor) for value in loaded.values()):
         raise ConvzooError(f"{path} holds no state dict (a mapping of names to tensors, or one under 'model').")
-    state = dict(loaded)
+    return _without_wrapper_prefixes(dict(loaded))
+
+
+def _without_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for prefix in _WRAPPER_PREFIXES:
         if state and all(key.startswith(prefix) for key in state):
             state = {key.removeprefix(prefix): value for key, value in state.items()}

@@ -38,6 +38,7 @@ instead, see there).  Nothing here calls torch's own convolutions or its autogra
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -199,10 +200,12 @@ class _Convolution(torch.autograd.Function):
         input, weight = ctx.saved_tensors
         geometry = ctx.geometry
         grad_input = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_input = _input_gradient(grad_output, weight, input.shape, geometry)
-        if ctx.needs_input_grad[1]:
-            grad_weight = _weight_gradient(input, grad_output, weight.shape, geometry)
+        # A backward called inside autocast must not recast the primitive's float32 accumulators.
+        with _autocast_disabled(grad_output.device.type):
+            if ctx.needs_input_grad[0]:
+                grad_input = _input_gradient(grad_output, weight, input.shape, geometry)
+            if ctx.needs_input_grad[1]:
+                grad_weight = _weight_gradient(input, grad_output, weight.shape, geometry)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum(dim=(0, 2, 3))
         return grad_input, grad_weight, grad_bias, None
@@ -219,6 +222,21 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
     if hasattr(torch, "get_autocast_dtype"):
         return torch.get_autocast_dtype(device_type)
     return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+
+
+def _autocast_disabled(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off where it is on (the primitive picks its own precision)."""
+    if _autocast_dtype(device_type) is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+def _autocast(tensor: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """Autocast's cast of one operand: floating tensors go to ``dtype``, except float64,
+    which autocast leaves alone (torch's ``is_eligible``)."""
+    if tensor is None or not tensor.is_floating_point() or tensor.dtype == torch.float64:
+        return tensor
+    return tensor.to(dtype)
 
 
 def _check(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:
@@ -266,6 +284,12 @@ def conv2d(
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
+    device_type = input.device.type
+    autocast_dtype = _autocast_dtype(device_type)
+    if autocast_dtype is not None:
+        # Autocast's cast comes before the dtype check, as for torch's own convolutions:
+        # from the second layer on, a bfloat16 activation meets a float32 weight.
+        input, weight, bias = (_autocast(t, autocast_dtype) for t in (input, weight, bias))
     _check(input, weight, bias, groups)
     stride_pair = _pair(stride, "stride")
     dilation_pair = _pair(dilation, "dilation")
@@ -283,13 +307,7 @@ def conv2d(
                 f"{dilation_pair[axis] * (kernel[axis] - 1) + 1}). Kernel size can't be greater than actual input size"
             )
 
-    device_type = input.device.type
-    autocast_dtype = _autocast_dtype(device_type)
-    if autocast_dtype is not None and input.is_floating_point():
-        input, weight = input.to(autocast_dtype), weight.to(autocast_dtype)
-        bias = None if bias is None else bias.to(autocast_dtype)
-        with torch.autocast(device_type=device_type, enabled=False):
-            out = _Convolution.apply(input, weight, bias, geometry)
-    else:
+    # The operands are cast already; the primitive's float32 accumulators must stay float32.
+    with _autocast_disabled(device_type):
         out = _Convolution.apply(input, weight, bias, geometry)
     return out.squeeze(0) if unbatched else out

@@ -95,9 +95,9 @@ kernels.  Thin channels (the stem, LeNet) stay in planes at any size."""
 # ---------------------------------------------------------------------------------------
 
 
-def _empty_grid(shape: tuple[int, ...], rows: bool, like: Tensor) -> Tensor:
+def _empty_grid(shape: tuple[int, ...], rows: bool, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """A tensor of logical ``shape`` (..., A, G, C, H, W) with channels innermost (``rows``) or spatial innermost."""
-    dtype = like.dtype
+    dtype = dtype or like.dtype
     if not rows:
         return torch.empty(shape, dtype=dtype, device=like.device)
     lead = len(shape) - 5
@@ -330,6 +330,10 @@ def _correlate_by_taps(x: Tensor, w: Tensor, plans: tuple[TapPlan, TapPlan], row
             job.columns = _empty_grid((chunk, groups, len(taps) * channels, job.band, size[1]), rows, x)
             if not _is_grid(target, rows):
                 job.tile = _empty_grid((chunk, groups, out_channels, *size), rows, x)
+        elif method == "shifted" and _reduced(x.dtype):
+            # Only depthwise layers take grid views in reduced precision (see _gather): their
+            # taps are summed by multiply-adds, into a float32 tile rounded once at the end.
+            job.tile = _empty_grid((chunk, groups, out_channels, grid_h, grid_w), rows, x, torch.float32)
         elif method == "shifted" and not (size == (grid_h, grid_w) and _is_grid(target, rows)):
             job.tile = _empty_grid((chunk, groups, out_channels, grid_h, grid_w), rows, x)
         jobs.append(job)
@@ -407,15 +411,21 @@ def _gathered_taps(job: _TapJob, grid: _Grid, first: int, count: int, rows: bool
 
 
 def _depthwise_taps(job: _TapJob, grid: _Grid, first: int, count: int, rows: bool) -> None:
-    """One input channel per group: the product over channels is a per-channel multiply-add."""
+    """One input channel per group: the product over channels is a per-channel multiply-add.
+
+    Reduced precision sums the taps in float32 and rounds once, as the gathered product does.
+    """
     y = job.target[first : first + count]
+    total = torch.zeros(y.shape, dtype=torch.float32, device=y.device) if _reduced(y.dtype) else y
     for n, tap in enumerate(job.taps):
         kernel = job.weight[..., tap[0].index, tap[1].index].unsqueeze(-1).unsqueeze(-1)
         window = _window(grid, tap, first, count, y.shape[-2:])
-        if n == 0:
+        if n == 0 and total is y:
             torch.mul(window, kernel, out=y)
         else:
-            y.addcmul_(window, kernel)
+            total.addcmul_(window, kernel)
+    if total is not y:
+        y.copy_(total)
 
 
 # ---------------------------------------------------------------------------------------
@@ -432,7 +442,9 @@ def _correlate_clipped(x: Tensor, w: Tensor, plans: tuple[TapPlan, TapPlan], out
     """
     (phase_h,), (phase_w,) = plans[0].phases, plans[1].phases
     period_h, period_w = plans[0].grid.period, plans[1].grid.period
-    out.zero_()
+    # Reduced precision: each tap's product and the sum over taps in float32, rounded once at the end.
+    compute = torch.float32 if _reduced(x.dtype) else x.dtype
+    total = torch.zeros(out.shape, dtype=compute, device=out.device) if compute != out.dtype else out.zero_()
     for tap_h in phase_h.taps:
         lo_h, hi_h, source_h = reading_samples(plans[0].grid, tap_h, phase_h.count, x.shape[-2])
         for tap_w in phase_w.taps:
@@ -446,10 +458,10 @@ def _correlate_clipped(x: Tensor, w: Tensor, plans: tuple[TapPlan, TapPlan], out
             ]
             # Images and cells side by side as the product's columns: one (O, C) x (C, B*cells) per group.
             batch, groups, channels, rows, columns = samples.shape
-            by_channel = samples.permute(1, 2, 0, 3, 4).reshape(groups, channels, -1)
-            product = torch.bmm(w[..., tap_h.index, tap_w.index], by_channel)
-            out[..., lo_h:hi_h, lo_w:hi_w] += product.view(groups, -1, batch, rows, columns).permute(2, 0, 1, 3, 4)
-    return out
+            by_channel = samples.permute(1, 2, 0, 3, 4).reshape(groups, channels, -1).to(compute)
+            product = torch.bmm(w[..., tap_h.index, tap_w.index].to(compute), by_channel)
+            total[..., lo_h:hi_h, lo_w:hi_w] += product.view(groups, -1, batch, rows, columns).permute(2, 0, 1, 3, 4)
+    return out if total is out else out.copy_(total)
 
 
 # ---------------------------------------------------------------------------------------
@@ -511,7 +523,7 @@ def _correlate_by_positions(x: Tensor, w: Tensor, plans: tuple[PositionPlan, Pos
             for p, ((phase_h, offset_h), (phase_w, offset_w)) in enumerate(positions):
                 tap = (Tap(0, phase_h, offset_h), Tap(0, phase_w, offset_w))
                 window = _window(grid, tap, first, count, (kernel_h, kernel_w))
-                accumulator[:, p, 0] += (window * kernel_chunk).sum(dim=(0, 3, 4))
+                accumulator[:, p, 0] += (window * kernel_chunk).sum(dim=(0, 3, 4), dtype=accumulator.dtype)
         elif method == "gathered":
             for top in range(0, kernel_h, band):
                 rows_here = min(band, kernel_h - top)
@@ -546,10 +558,10 @@ def _accumulate(target: Tensor, left: Tensor, right: Tensor, count: int) -> None
         _product(target, left, right, accumulate=True)
         return
     if left.shape[1] == right.shape[2] == 1:  # depthwise: dot products, not a batch of 1x1 matrix products
-        partial = (left * right.transpose(1, 2)).sum(dim=2, keepdim=True)
+        partial = (left * right.transpose(1, 2)).sum(dim=2, keepdim=True, dtype=target.dtype)
     else:
         partial = torch.bmm(left, right)
-    target += partial.view(count, -1, *partial.shape[1:]).sum(dim=0)
+    target += partial.view(count, -1, *partial.shape[1:]).sum(dim=0, dtype=target.dtype)
 
 
 # ---------------------------------------------------------------------------------------

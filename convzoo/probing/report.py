@@ -53,10 +53,9 @@ def plot_accuracy_by_depth(result: dict[str, Any], path: Path) -> None:
         colour = "C0" if key != "random_test_acc" else "C1"
         axes.plot(depth, values, marker=marker, linestyle=style, color=colour, label=labels[key],
                   alpha=0.6 if key == "train_acc" else 1.0)
-    # Zoom in on the curves (MNIST probes all lie above 85 %); show chance when it is in view.
-    bottom = max(0.0, 5 * ((lowest - 3) // 5))
     chance = 100 / result["num_classes"] if result.get("num_classes") else None
-    if chance is not None and chance >= bottom:
+    bottom = y_axis_bottom(lowest, chance)
+    if chance is not None and chance > bottom:
         axes.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label="chance")
     axes.set_xticks(depth)
     axes.set_xticklabels([f"{row['name']}\n{row['dim']:,}" for row in rows], rotation=30 if len(rows) > 6 else 0,
@@ -70,6 +69,16 @@ def plot_accuracy_by_depth(result: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def y_axis_bottom(lowest: float, chance: float | None) -> float:
+    """The plot's lowest accuracy (%): zoomed in on the curves (MNIST probes all lie above
+    85 %), a multiple of 5 at least 3 points below the lowest one, and, when chance is in
+    view, at least 2.5 points below it, so its line never lies hidden on the axis."""
+    bottom = max(0.0, 5 * ((lowest - 3) // 5))
+    if chance is not None and bottom <= chance < bottom + 2.5:
+        bottom = max(0.0, bottom - 5)
+    return bottom
 
 
 def _percent(value: float | None) -> str:

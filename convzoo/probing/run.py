@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from convzoo.config import TrainConfig, config_from_dict
+from convzoo.config import QUICK_EPOCHS, QUICK_TEST_SIZE, QUICK_TRAIN_SIZE, TrainConfig, config_from_dict, quick_cap
+from convzoo.engine.run_dir import claim_run_dir, dataset_label
 from convzoo.errors import ConvzooError
 from convzoo.inspection.source import ModelSource, build_source_model, resolve_model_source
 from convzoo.probing.features import Exit, FeatureTaps, choose_exits
@@ -52,6 +52,9 @@ class ProbeSettings:
     train_size: int | None = None
     cache_features: bool = False
     compare_random: bool = False
+    num_workers: int | None = None
+    """DataLoader workers for ``imagefolder:`` datasets (in-memory datasets need none);
+    None: training's default (``convzoo.data.default_num_workers``)."""
 
 
 Backbone = ModelSource
@@ -159,8 +162,8 @@ def _with_progress(batches: Batches, logger: Any, total: int, description: str) 
     try:
         for step, batch in enumerate(batches):
             yield batch
-            if step % 10 == 0 or step + 1 == total:
-                progress.update(step + 1)
+            if progress.due(step):
+                progress.update(step + 1, "")
     finally:
         progress.close()
 
@@ -179,19 +182,9 @@ def log_epoch(logger: Any, label: str, exits: list[Exit], stats: EpochStats, epo
 
 
 def new_probe_dir(out: str, name: str | None, model: str, dataset: str) -> Path:
-    """``out/name``, or a fresh ``out/probe-MODEL-DATASET-TIME``; an earlier probe is never overwritten."""
-    if name:
-        run_dir = Path(out) / name
-        if (run_dir / "probe.json").exists():
-            raise ConvzooError(f"{run_dir} already holds a probe (probe.json). Choose another --name.")
-        return run_dir
-    dataset = dataset.replace("imagefolder:", "").rstrip("/").split("/")[-1] or "images"
-    base = Path(out) / f"probe-{model}-{dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir, suffix = base, 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = base.with_name(f"{base.name}-{suffix}")
-    return run_dir
+    """Claim ``out/name``, or a fresh ``out/probe-MODEL-DATASET-TIME[-N]``, atomically: an
+    earlier probe (or one started in the same second) is never overwritten."""
+    return claim_run_dir(out, name, f"probe-{model}-{dataset_label(dataset)}")
 
 
 def probe(
@@ -216,9 +209,17 @@ def probe(
 
     if settings.compare_random and backbone.state is None:
         raise ConvzooError("--compare-random compares a trained network with its random twin; it needs --checkpoint.")
-    for option, value in (("--features", settings.features), ("--epochs", settings.epochs), ("--batch-size", settings.batch_size)):
-        if value < 1:
-            raise ConvzooError(f"{option} must be at least 1, got {value}.")
+    for option, value in (("--features", settings.features), ("--epochs", settings.epochs),
+                          ("--batch-size", settings.batch_size), ("--train-size", settings.train_size)):
+        if value is not None and value < 1:
+            every = " (leave it out to train on every image)" if option == "--train-size" else ""
+            raise ConvzooError(f"{option} must be at least 1, got {value}{every}.")
+    if settings.num_workers is not None and settings.num_workers < 0:  # None: default_num_workers()
+        raise ConvzooError(f"--num-workers must not be negative, got {settings.num_workers}.")
+    # $CONVZOO_QUICK=1 (the README test): a smoke-test-sized probe with the same outputs.
+    settings = dataclasses.replace(settings, epochs=quick_cap(settings.epochs, QUICK_EPOCHS),
+                                   train_size=quick_cap(settings.train_size, QUICK_TRAIN_SIZE),
+                                   batch_size=quick_cap(settings.batch_size, QUICK_TRAIN_SIZE))
     if settings.lr <= 0:
         raise ConvzooError(f"--lr must be positive, got {settings.lr}.")
     torch_device = pick_device(device)
@@ -233,7 +234,8 @@ def probe(
     loaders = build_loaders(
         spec, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size, device=torch_device,
         data_dir=backbone.config.data_dir, seed=seed, augment=False, train_size=settings.train_size,
-        pad_to=pad_to, channels_last=torch_device.type == "cuda",
+        test_size=quick_cap(None, QUICK_TEST_SIZE),
+        pad_to=pad_to, channels_last=torch_device.type == "cuda", num_workers=settings.num_workers,
     )
     if len(loaders.train) == 0:
         raise ConvzooError(
@@ -241,7 +243,6 @@ def probe(
             "Lower --batch-size."
         )
     run_dir = new_probe_dir(out, name, backbone.config.model, spec.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
     logger = RunLogger(run_dir, enabled=True, quiet=quiet)
     logger.message(
         f"probing {backbone.config.model} ({backbone.source}) at {len(exits)} exits on {spec.name} "

@@ -145,11 +145,12 @@ def test_image_folder_subsets_are_fixed_random_picks_across_classes(tmp_path):
 
     from convzoo.data import fixed_random_subset
 
-    for label in range(4):
-        folder = tmp_path / f"class{label}"
-        folder.mkdir()
-        for index in range(25):
-            Image.new("RGB", (8, 8), (label * 60, 0, 0)).save(folder / f"{index}.png")
+    for split in ("train", "val"):  # the same images in both splits
+        for label in range(4):
+            folder = tmp_path / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for index in range(25):
+                Image.new("RGB", (8, 8), (label * 60, 0, 0)).save(folder / f"{index}.png")
     spec = get_dataset_spec(f"imagefolder:{tmp_path}", image_size=8)
     loaders = build_loaders(spec, batch_size=10, eval_batch_size=100, device="cpu", num_workers=0,
                             train_size=40, test_size=30)

@@ -13,8 +13,9 @@ from convzoo.errors import ConvzooError
 
 
 def small_config(tmp_path, **changes) -> TrainConfig:
+    """A LeNet-5 run of seconds, pinned to the CPU (where runs are bit-identical) on any machine."""
     values = dict(model="lenet5", dataset="synthetic", epochs=2, batch_size=32, train_size=512,
-                  lr=0.05, out=str(tmp_path / "runs"), name="run", seed=3)
+                  lr=0.05, out=str(tmp_path / "runs"), name="run", seed=3, device="cpu")
     values.update(changes)
     return TrainConfig(**values)
 
@@ -91,6 +92,159 @@ def test_resuming_gives_bit_identical_weights(tmp_path, monkeypatch):
         assert torch.equal(weights_straight[key], weights_resumed[key]), key
     lines = (tmp_path / "runs" / "split" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def stop_after_first_epoch(config: TrainConfig, monkeypatch) -> None:
+    """Run ``config`` until epoch 1's last.pt is written, then die as a killed run would."""
+    import convzoo.engine.train as engine
+
+    save = engine.atomic_save
+
+    def save_then_die(state, path):
+        save(state, path)
+        if str(path).endswith("last.pt") and state["epoch"] == 1:
+            raise Interrupted
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "atomic_save", save_then_die)
+        with pytest.raises(Interrupted):
+            train(config, quiet=True)
+
+
+def test_resuming_needs_no_generator_state_from_the_machine_that_saved(tmp_path, monkeypatch):
+    """Checkpoints used to carry every visible GPU's generator state; restoring eight of them
+    where one GPU is visible raised IndexError (simulated here: a CUDA that checks the device
+    index). Each epoch's draws now follow from (seed, epoch, rank), so none are restored."""
+    config = small_config(tmp_path, train_size=128)
+    stop_after_first_epoch(config, monkeypatch)
+    last = tmp_path / "runs" / "run" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["rng"] = {"torch": torch.get_rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8)] * 8}
+    torch.save(state, last)
+
+    def set_rng_state(new_state, device="cuda"):
+        index = device if isinstance(device, int) else torch.device(device).index or 0
+        if index >= torch.cuda.device_count():
+            raise IndexError(f"CUDA device {index} is not visible")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    assert train(None, resume=tmp_path / "runs" / "run", quiet=True)["epochs"] == 2
+
+
+def test_ranks_draw_their_own_random_numbers_from_identical_initial_weights(tmp_path, monkeypatch):
+    """Dropout masks (and any other draw) must differ between ranks, or every replica drops
+    the same units for the same batch; the initial weights must not (DDP replicas start equal)."""
+    import convzoo.engine.train as engine
+    from convzoo.engine.runtime import Runtime
+
+    seen: dict[str, list] = {"weights": [], "generator": []}
+    build_model = engine.build_model
+
+    def build_and_keep(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        seen["weights"].append({key: value.clone() for key, value in model.state_dict().items()})
+        return model
+
+    def loss_and_keep(*args, **kwargs):
+        seen["generator"].append(torch.get_rng_state())
+        return training_loss(*args, **kwargs)
+
+    training_loss = engine.training_loss
+    monkeypatch.setattr(engine, "build_model", build_and_keep)
+    monkeypatch.setattr(engine, "training_loss", loss_and_keep)
+    config = small_config(tmp_path, epochs=1, train_size=64)
+    for rank in (0, 1):  # the rank as torchrun would set it; one process, no process group
+        engine._train(config, tmp_path / f"rank{rank}", None, Runtime(torch.device("cpu"), rank=rank),
+                      quiet=True, progress_bars=False)
+    steps = len(seen["generator"]) // 2
+    weights_rank0, weights_rank1 = seen["weights"]
+    assert all(torch.equal(weights_rank0[key], weights_rank1[key]) for key in weights_rank0)
+    assert not any(torch.equal(a, b) for a, b in zip(seen["generator"][:steps], seen["generator"][steps:]))
+
+
+def test_a_schedule_rebuilt_for_another_number_of_processes_continues_from_its_epoch():
+    """One process takes 8 steps per epoch, two take 4 each: a run resumed after epoch 1 with
+    the other count must take the learning rate the schedule has at epoch 1 and end the
+    schedule exactly at its last step (one-cycle raises past it; a cosine would stop short of 0)."""
+    from convzoo.engine.optim import build_scheduler
+
+    for schedule in ("onecycle", "cosine"):
+        config = TrainConfig(epochs=3, schedule=schedule, lr=0.1, warmup_epochs=0.5)
+        for saved_steps, steps in ((8, 4), (4, 8)):
+            parameter = torch.nn.Parameter(torch.zeros(1))
+            optimizer = torch.optim.SGD([parameter], lr=0.1, momentum=0.9)
+            scheduler = build_scheduler(optimizer, config, saved_steps)
+            for _ in range(saved_steps):  # epoch 1, saved
+                optimizer.step()
+                scheduler.step()
+            saved = optimizer.state_dict()
+
+            reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+            uninterrupted = build_scheduler(reference, config, steps)
+            expected = []
+            for _ in range(3 * steps):
+                reference.step()
+                uninterrupted.step()
+                expected.append(uninterrupted.get_last_lr()[0])
+
+            resumed = torch.optim.SGD([parameter], lr=0.1, momentum=0.9)
+            resumed.load_state_dict(saved)
+            scheduler = build_scheduler(resumed, config, steps, start_step=steps)
+            rates = [scheduler.get_last_lr()[0]]
+            for _ in range(2 * steps):
+                resumed.step()
+                scheduler.step()
+                rates.append(scheduler.get_last_lr()[0])
+            assert rates == pytest.approx(expected[steps - 1:], rel=1e-12), (schedule, saved_steps, steps)
+            assert schedule != "cosine" or expected[-1] < 1e-9
+
+
+def test_runtime_for_cuda_turns_on_tf32_and_cudnn_autotuning(monkeypatch):
+    """float32 runs (``--no-amp``) on a GPU use its tensor cores and cuDNN's fastest kernels."""
+    import convzoo.engine.runtime as runtime
+
+    precision, benchmark = torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark
+    monkeypatch.setattr(runtime, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    try:
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.benchmark = False
+        assert runtime.setup_runtime("cuda").device.type == "cuda"
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.benchmark
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cudnn.benchmark = benchmark
+
+
+@pytest.mark.cuda
+def test_a_cuda_training_run_with_scratch_convolutions_under_autocast(tmp_path):
+    """A real CUDA step: bf16 autocast (the default there), channels-last, the scratch
+    convolution chained through a ResNet, TF32 for float32 work, and a resume."""
+    precision, benchmark = torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark
+    try:
+        config = small_config(tmp_path, model="resnet20", conv="scratch", device="cuda", epochs=2, train_size=256,
+                              batch_size=64, lr=0.02)
+        result = train(config, quiet=True)
+        assert result["device"].startswith("cuda") and math.isfinite(result["final_loss"])
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.benchmark
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cudnn.benchmark = benchmark
+
+
+@pytest.mark.cuda
+def test_a_cuda_resume_where_another_gpu_count_was_visible(tmp_path, monkeypatch):
+    """The real case of the simulated test above: a checkpoint holding eight GPUs' generator
+    states resumes on this one."""
+    config = small_config(tmp_path, device="cuda", train_size=128)
+    stop_after_first_epoch(config, monkeypatch)
+    last = tmp_path / "runs" / "run" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["rng"] = {"torch": torch.get_rng_state(), "cuda": [torch.cuda.get_rng_state()] * 8}
+    torch.save(state, last)
+    assert train(None, resume=tmp_path / "runs" / "run", quiet=True)["epochs"] == 2
 
 
 def test_resuming_a_complete_run_says_so(tmp_path):

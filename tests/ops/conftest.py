@@ -7,10 +7,16 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one thread: the tensors here are tiny, and on CI's two shared cores every
-    parallel op otherwise waits for a descheduled worker (milliseconds per op)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_threaded(one_thread):
+    """Every convolution test on one thread (see ``one_thread`` in tests/conftest.py)."""
     yield
-    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def float32_matmuls_in_float32():
+    """Full float32 matrix products, whatever an earlier test set (a CUDA training run turns
+    TF32 on): the float32 comparisons here hold to 1e-4."""
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.set_float32_matmul_precision(precision)

@@ -17,10 +17,11 @@ def load(script: str):
     return module
 
 
-def test_bench_conv_smoke_run_prints_ratios(capsys):
+def test_bench_conv_smoke_run_prints_ratios(capfd):
     bench = load("bench_conv")
     bench.run(bench.parse_args(["--quick", "--models", "lenet5", "--threads", "1"]))
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
+    assert "profiler_start" not in err and "Memory block" not in err  # no profiler log on stderr
     assert "total time ratio, each distinct shape once:" in out
     assert out.count("lenet5") >= 3  # three convolution shapes and the whole-network line
     assert "worst peak-memory ratio:" in out

@@ -21,7 +21,7 @@ import convzoo.ops.correlation as correlation
 import convzoo.ops.plans as plans
 from convzoo.ops import conv2d
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+needs_cuda = pytest.mark.cuda  # skipped without a GPU by tests/conftest.py; `pytest -m cuda` selects it
 
 
 @dataclass(frozen=True)
@@ -290,6 +290,42 @@ def test_autocast_runs_in_low_precision_like_torch(device, dtype):
     assert results["scratch"]["output"].dtype == results["torch"]["output"].dtype == dtype
     assert results["scratch"]["weight"].dtype == torch.float32, "gradients reach the float32 parameters"
     assert_relative_close(results["scratch"], results["torch"], 3e-2)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_bfloat16_sums_of_many_taps_are_rounded_once(layout):
+    """Reduced precision accumulates in float32 on every path, as the gathered product does.
+
+    Ones convolved with ones count the taps each output reads: 289 of them at the centre of
+    a depthwise 17x17 kernel and of a 33x33 kernel over a 17x17 input mostly padded away
+    (the clipped path).  Summed in bfloat16 the count sticks at 256, where adding 1 no longer
+    changes a bfloat16; summed in float32 it is 289, which rounds once to 288.
+    """
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    cases = [  # (input shape, weight shape, padding, groups)
+        ((1, 2, 20, 20), (2, 1, 17, 17), 8, 2),  # depthwise
+        ((1, 1, 17, 17), (1, 1, 33, 33), 32, 1),  # clipped
+    ]
+    for x_shape, w_shape, padding, groups in cases:
+        x = torch.ones(x_shape, dtype=torch.bfloat16).contiguous(memory_format=memory_format).requires_grad_()
+        w = torch.ones(w_shape, dtype=torch.bfloat16, requires_grad=True)
+        out = conv2d(x, w, padding=padding, groups=groups)
+        out.backward(torch.ones_like(out))
+        x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+        exact = F.conv2d(x64, w64, padding=padding, groups=groups)
+        exact.backward(torch.ones_like(exact))
+        assert exact.max() == 289
+        for name, got, expected in (("output", out, exact), ("input", x.grad, x64.grad), ("weight", w.grad, w64.grad)):
+            assert torch.equal(got, expected.to(torch.bfloat16)), f"{w_shape} {name}: {got.max()} != {expected.max()}"
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", CASES[::4] + EDGE_CASES, ids=str)
+def test_cuda_channels_last_in_channels_last_out(case):
+    mine = forward_and_gradients(conv2d, case, torch.float32, device="cuda", channels_last=True)
+    reference = torch_reference(case, torch.float32, device="cuda", channels_last=True)
+    assert_relative_close(mine, reference, 1e-4)
+    assert mine["output"].is_contiguous(memory_format=torch.channels_last)
 
 
 class PrimitiveCalls:

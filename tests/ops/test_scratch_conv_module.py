@@ -78,6 +78,54 @@ def test_use_scratch_conv_model_trains_like_the_original():
             torch.testing.assert_close(got.grad, expected.grad, rtol=1e-8, atol=1e-10, msg=f"{name} {param_name}")
 
 
+def bfloat16_reference(module: nn.Conv2d, record: dict) -> dict:
+    """``F.conv2d`` in float64 on the very bfloat16 values the layer saw: its output and gradients."""
+    x = record["input"].to(torch.bfloat16).double().requires_grad_()
+    weight = module.weight.detach().to(torch.bfloat16).double().requires_grad_()
+    bias = None if module.bias is None else module.bias.detach().to(torch.bfloat16).double()
+    out = nn.functional.conv2d(x, weight, bias, module.stride, module.padding, module.dilation, module.groups)
+    out.backward(record["grad_output"].double())
+    return {"output": out, "input": x.grad, "weight": weight.grad}
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2"])
+def test_scratch_models_train_under_bfloat16_autocast_like_f_conv2d(name, device):
+    """Chained layers under autocast: from the second layer on a bfloat16 activation meets a
+    float32 weight.  Forward and backward run through the whole network, and every layer's
+    output, input gradient and weight gradient is F.conv2d's on the same values within
+    bfloat16's precision (a few units of 2**-8; the network as a whole amplifies rounding
+    the same way with either convolution)."""
+    torch.manual_seed(0)
+    model = use_scratch_conv(create_model(name, num_classes=10, image_size=32)).to(device).train()
+    records: dict[nn.Module, dict] = {}
+
+    def keep_forward(module, inputs, output):
+        records[module] = {"input": inputs[0].detach(), "output": output.detach()}
+
+    def keep_backward(module, grad_input, grad_output):
+        records[module].update(grad_input=grad_input[0], grad_output=grad_output[0])
+
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for module in convolutions:
+        module.register_forward_hook(keep_forward)
+        module.register_full_backward_hook(keep_backward)
+    images = torch.randn(2, 3, 32, 32, device=device, requires_grad=True)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        logits = model(images)
+        loss = nn.functional.cross_entropy(logits.float(), torch.tensor([0, 1], device=device))
+    loss.backward()
+    assert logits.dtype == torch.bfloat16
+    for index, module in enumerate(convolutions):
+        record = records[module]
+        expected = bfloat16_reference(module, record)
+        got = {"output": record["output"], "input": record["grad_input"], "weight": module.weight.grad}
+        assert got["weight"].dtype == torch.float32, "gradients reach the float32 parameters"
+        for key, value in got.items():
+            error = (value.double() - expected[key]).abs().max() / expected[key].abs().max()
+            assert error < 1e-2, f"{name} layer {index} {key}: relative error {error:.1e}"
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_gives_the_same_logits_with_scratch_convolutions(name):
     info = get_model_info(name)

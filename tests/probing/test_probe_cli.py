@@ -39,10 +39,12 @@ def test_list_layers_as_json(cli, lenet_checkpoint):
     (("--model", "lenet5", "--random-init", "--compare-random"), "needs --checkpoint"),
     (("--model", "lenet", "--random-init"), "unknown model 'lenet'"),
     (("--model", "lenet5", "--random-init", "--features", "0"), "--features must be at least 1"),
+    (("--model", "lenet5", "--random-init", "--train-size", "0"), "--train-size must be at least 1, got 0"),
+    (("--model", "lenet5", "--random-init", "--num-workers", "-1"), "--num-workers must not be negative"),
 ])
 def test_mistakes_are_one_line_errors(cli, tmp_path, arguments, message):
     code, out, err = cli("probe", *arguments, "--out", tmp_path)
-    assert code == 2 and out == ""
+    assert code == 2 and out == "", (code, out, err)
     assert message in err and err.count("\n") == 1, err
     assert not any(tmp_path.iterdir())  # nothing written for a refused command
 
@@ -92,3 +94,15 @@ def test_terminal_output_is_a_table_and_layers_can_be_chosen(cli, tmp_path):
     with open(run_dir / "probe.csv", newline="") as file:
         assert all(row["random_test_acc"] == "" for row in csv.DictReader(file))
     assert "random epoch 1/1" in err  # per-epoch progress on stderr
+
+
+def test_help_is_not_cut_at_80_columns(cli):
+    code, out, _ = cli("probe", "--help")
+    assert code == 0 and "…" not in out and "--num-workers" in out
+
+
+@pytest.mark.parametrize(("lowest", "chance", "bottom"), [(13.5, 10.0, 5.0), (12.0, 10.0, 5.0), (90.0, 10.0, 85.0)])
+def test_the_chance_line_is_never_hidden_on_the_axis(lowest, chance, bottom):
+    from convzoo.probing.report import y_axis_bottom
+
+    assert y_axis_bottom(lowest, chance) == bottom

@@ -1,0 +1,78 @@
+"""``convzoo predict``: top-k classes of image files, folders or dataset images."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from convzoo.commands.common import DataDirOption, DebugOption, DeviceOption, JsonOption, print_json, user_errors
+from convzoo.commands.inspect_options import (
+    CheckpointOption, DatasetOption, IndexOption, ModelOption, SamplesOption, SeedOption, SplitOption, WeightsOption,
+)
+
+
+def predict_command(
+    images: Annotated[list[str] | None, typer.Argument(help="Image files and/or folders (searched recursively), any size or mode.", show_default=False)] = None,
+    checkpoint: CheckpointOption = None,
+    model: ModelOption = None,
+    weights: WeightsOption = None,
+    dataset: DatasetOption = None,
+    samples: SamplesOption = None,
+    index: IndexOption = None,
+    split: SplitOption = "test",
+    seed: SeedOption = 0,
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per image, most probable first.")] = 5,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes decoding image files (default: cores - 1, at most 4).")] = None,
+    csv_file: Annotated[str | None, typer.Option("--csv", help="Also write one row per image to this CSV file.")] = None,
+    data_dir: DataDirOption = None,
+    device: DeviceOption = None,
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Predict the classes of images with a trained model, preprocessed as its run evaluated.
+
+    Files that cannot be decoded are reported and skipped; the exit code is then 1.
+
+    Examples:
+      [bold]convzoo predict --checkpoint runs/lenet5-mnist/best.pt digit.png photos/[/bold]
+      [bold]convzoo predict --checkpoint runs/lenet5-mnist/best.pt --dataset mnist --samples 5 --top-k 3[/bold]
+      [bold]convzoo predict --model resnet18 --weights torchvision cat.jpg --json[/bold]
+    """
+    with user_errors(debug):
+        from convzoo.deploy.predict import Predictor, UnreadableImage
+        from convzoo.deploy.report import PredictionReport
+        from convzoo.errors import ConvzooError
+        from convzoo.inspection import resolve_model_source, select_images
+
+        if batch_size < 1:
+            raise ConvzooError(f"--batch-size must be at least 1, got {batch_size}.")
+        if images and (samples or index):
+            raise ConvzooError("pass images one way: files/folders or --dataset with --samples/--index, not both.")
+        source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir)
+        predictor = Predictor(source, device=device or "auto", dataset=dataset)
+        predictor.check_top_k(top_k)
+        if not predictor.names_stored and not json_output:
+            typer.echo(f"note: {source.source} stores no class names (trained before convzoo stored them); "
+                       "showing class indices.", err=True)
+        report = PredictionReport(predictor, top_k, csv_file, echo=None if json_output else typer.echo)
+        if images:
+            results = predictor.predict_files(images, top_k=top_k, batch_size=batch_size, num_workers=workers)
+        else:
+            if dataset is None and not (samples or index):
+                raise ConvzooError("no images given: pass image files or folders, or --dataset NAME --samples N.")
+            chosen = select_images(predictor.spec, predictor.preprocessing, indices=index, samples=samples,
+                                   split=split, data_dir=data_dir or source.config.data_dir, seed=seed)
+            results = predictor.predict_images(chosen, top_k=top_k, batch_size=batch_size)
+        for result in results:
+            report.add(result)
+            if isinstance(result, UnreadableImage) and not json_output:
+                typer.echo(f"error: {result.error}", err=True)
+        summary = report.close()
+        if json_output:
+            print_json(summary)
+        if summary["failed"]:
+            typer.echo(f"error: {summary['failed']} of {summary['failed'] + summary['predicted']} images could not "
+                       "be read (listed above); the others were predicted.", err=True)
+            raise typer.Exit(1)

@@ -1,0 +1,65 @@
+"""Downloads under torchrun: one process per node fetches, the others wait and then read."""
+
+import pytest
+import torch
+
+from convzoo.data.cifar import load_cifar
+from convzoo.data.mnist import load_mnist_like
+from convzoo.errors import ConvzooError
+
+
+@pytest.fixture
+def four_process_job(monkeypatch):
+    """This process as one of four in a torchrun job (the process group's calls recorded)."""
+    import torch.distributed as dist
+
+    events = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 4)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "gloo")
+    monkeypatch.setattr(dist, "barrier", lambda *args, **kwargs: events.append("barrier"))
+    return events
+
+
+def fake_torchvision_dataset(monkeypatch, name, events, shape, fail=False):
+    """torchvision's dataset class ``name``, recording whether it was allowed to download."""
+    import numpy as np
+    import torchvision.datasets
+
+    def construct(self, root, train, download):
+        events.append(f"read, download={download}")
+        if fail:
+            raise RuntimeError("Dataset not found or corrupted.")
+        if len(shape) == 3:  # MNIST: tensors
+            self.data, self.targets = torch.zeros(shape, dtype=torch.uint8), torch.zeros(shape[0], dtype=torch.long)
+        else:  # CIFAR: a NumPy array and a list
+            self.data, self.targets = np.zeros(shape, dtype=np.uint8), [0] * shape[0]
+
+    monkeypatch.setattr(torchvision.datasets, name, type(name, (), {"__init__": construct}))
+
+
+@pytest.mark.parametrize(("load", "dataset_class", "shape"), [
+    (lambda root: load_mnist_like("mnist", root, True), "MNIST", (2, 28, 28)),
+    (lambda root: load_cifar("cifar10", root, True), "CIFAR10", (2, 32, 32, 3)),
+], ids=["mnist", "cifar10"])
+@pytest.mark.parametrize("local_rank", [0, 1, 3])
+def test_the_first_process_of_a_node_downloads_while_the_others_wait(
+    monkeypatch, tmp_path, four_process_job, local_rank, load, dataset_class, shape
+):
+    fake_torchvision_dataset(monkeypatch, dataset_class, four_process_job, shape)
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    images, labels = load(tmp_path)
+    assert len(images) == len(labels) == 2
+    if local_rank == 0:
+        assert four_process_job == ["read, download=True", "barrier"]
+    else:
+        assert four_process_job == ["barrier", "read, download=False"]
+
+
+def test_a_failed_download_still_releases_the_waiting_processes(monkeypatch, tmp_path, four_process_job):
+    """They pass the barrier, find no files and fail with the same one-line error: no hang."""
+    fake_torchvision_dataset(monkeypatch, "MNIST", four_process_job, (2, 28, 28), fail=True)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ConvzooError, match="mnist files not found"):
+        load_mnist_like("mnist", tmp_path, True)
+    assert four_process_job == ["read, download=True", "barrier"]

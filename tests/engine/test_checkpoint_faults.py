@@ -1,0 +1,105 @@
+"""Faults while writing a checkpoint lose nothing: one clean line, previous checkpoint intact, no temp file.
+
+On a real full disk (a tiny tmpfs, when the tests run as root and may mount) and a
+read-only file system; elsewhere the same errors are simulated at the system-call level.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from convzoo.engine.checkpoint import atomic_save
+from convzoo.errors import ConvzooError
+
+SMALL = {"weights": torch.arange(10.0)}
+LARGE = {"weights": torch.zeros(200_000)}  # 800 kB: more than the 256 kB file system below holds
+
+
+def _mount_tmpfs(folder: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 kB file system, or None where mounting is not allowed."""
+    folder = tmp_path / "tiny"
+    if not _mount_tmpfs(folder, "256k"):
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_full_disk_is_one_clear_line_and_keeps_previous_checkpoint(tiny_disk, tmp_path, monkeypatch):
+    folder = tiny_disk or tmp_path
+    target = folder / "last.pt"
+    atomic_save(SMALL, target)
+    if tiny_disk is None:  # no mount here: the kernel's answer to a full disk, simulated
+        real_write = os.write
+
+        def full(fd, data):
+            if len(data) > 1000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", full)
+    with pytest.raises(ConvzooError) as caught:
+        atomic_save(LARGE, target)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(target) in message and "no space left on the device" in message
+    assert "previous checkpoint there is intact" in message and "--resume" in message
+    monkeypatch.undo()
+    assert torch.equal(torch.load(target, weights_only=True)["weights"], SMALL["weights"])
+    assert _leftovers(folder) == []
+
+
+def test_read_only_folder_is_one_clear_line(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    mounted = _mount_tmpfs(folder, "1m")
+    try:
+        atomic_save(SMALL, folder / "last.pt")
+        if mounted:
+            assert subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True).returncode == 0
+        else:
+            import tempfile
+
+            def read_only(*args, **kwargs):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+            monkeypatch.setattr(tempfile, "mkstemp", read_only)
+        with pytest.raises(ConvzooError) as caught:
+            atomic_save(LARGE, folder / "last.pt")
+        assert "read-only" in str(caught.value) and str(folder / "last.pt") in str(caught.value)
+        assert torch.equal(torch.load(folder / "last.pt", weights_only=True)["weights"], SMALL["weights"])
+        assert _leftovers(folder) == []
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_permission_denied_names_the_cause(tmp_path, monkeypatch):
+    import tempfile
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    with pytest.raises(ConvzooError, match="permission denied.*make the run folder writable"):
+        atomic_save(SMALL, tmp_path / "best.pt")
