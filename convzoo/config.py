@@ -19,6 +19,8 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CONV_IMPLEMENTATIONS = ("torch", "scratch")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile``'s modes (``torch._inductor.list_mode_options``)."""
 _YAML11_EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
@@ -54,6 +56,13 @@ class TrainConfig:
     seed: int = 0
     conv: str = "torch"
     """``scratch`` swaps every Conv2d for convzoo's hand-written convolution."""
+    channels_last: bool | None = None
+    """Channels-last memory for the model and its batches; unset: where it measured faster
+    (``convzoo.engine.fast_path.use_channels_last``: CUDA, and per family on CPU)."""
+    compile: bool = False
+    """``torch.compile`` the model (inductor); its first step compiles."""
+    compile_mode: str | None = None
+    """torch.compile's mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs."""
     weights: str | None = None
     """``torchvision`` (its ImageNet weights) or a path to a state-dict file."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +82,11 @@ class TrainConfig:
     up to 4, one fewer than the cores available to each process (``default_num_workers``)."""
     log_interval: int = 50
     """Off a terminal, a progress line every this many steps (and at least every 30 s)."""
+    checkpoint_every: int | str | None = None
+    """Also write ``last.pt`` within an epoch: every N training steps (``200``) or every N
+    minutes (``"10min"``); unset: at epoch ends only. See ``parse_checkpoint_every``."""
+    sync_bn: bool = False
+    """Under torchrun, SyncBatchNorm: batch statistics over the whole global batch (CUDA only)."""
     out: str = "runs"
     name: str | None = None
 
@@ -149,6 +163,9 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
             raise bad(key, f"must not be negative, got {getattr(config, key)}.")
     if config.lr == 0:
         raise bad("lr", "must be positive, got 0.")
+    if config.compile_mode is not None:
+        if config.compile_mode not in COMPILE_MODES:
+            raise bad("compile_mode", f"must be one of {', '.join(COMPILE_MODES)}, got {config.compile_mode!r}.")
     if not 0 <= config.label_smoothing < 1:
         raise bad("label_smoothing", f"must be in [0, 1), got {config.label_smoothing}.")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
@@ -162,6 +179,33 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         value = getattr(config, key)
         if value is not None and value < 1:
             raise bad(key, f"must be at least 1, got {value}.")
+    if config.checkpoint_every is not None:
+        try:
+            parse_checkpoint_every(config.checkpoint_every)
+        except ValueError as error:
+            raise bad("checkpoint_every", str(error)) from None
+
+
+def parse_checkpoint_every(value: int | str) -> tuple[int | None, float | None]:
+    """``checkpoint_every`` as ``(steps, None)`` or ``(None, minutes)``.
+
+    A bare integer counts training steps (``200``, or ``"200"`` from a flag); a number
+    followed by ``min`` counts minutes of wall time (``"10min"``, ``"0.5min"``). Steps
+    suit a run whose pace is known; minutes bound the work a preemption can cost.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number of steps (200) or minutes ('10min'), got {value!r}.")
+    text = str(value).strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+", text):
+        if int(text) < 1:
+            raise ValueError(f"must be at least 1 step, got {value!r}.")
+        return int(text), None
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)min", text)
+    if match is None:
+        raise ValueError(f"must be a number of steps (200) or minutes ('10min'), got {value!r}.")
+    if float(match.group(1)) <= 0:
+        raise ValueError(f"must be a positive number of minutes, got {value!r}.")
+    return None, float(match.group(1))
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config",

@@ -1,15 +1,19 @@
 """Seeds derived from a run's seed: one independent stream per purpose, epoch and rank.
 
 Every random draw of an epoch (batch order, crops and flips, dropout masks) comes from a
-generator seeded here, so the numbers of epoch ``e`` on rank ``r`` are a function of
-``(seed, e, r)`` alone: a resumed run draws what an uninterrupted one would without
-carrying generator states in its checkpoint, and no two ranks of a torchrun job draw
-the same masks or crops for the same batch.
+generator seeded here, so the numbers of epoch ``e`` are a function of ``(seed, e)`` and
+where they are drawn (rank, step, image) alone: a run resumed at an epoch's start or
+within it draws what an uninterrupted one would without carrying generator states in its
+checkpoint, and no two ranks of a torchrun job draw the same masks or crops for the same batch.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derived_seed(seed: int, *parts: object) -> int:
@@ -21,3 +25,19 @@ def derived_seed(seed: int, *parts: object) -> int:
     """
     text = "/".join(str(part) for part in (seed, *parts))
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def seed_generators(seed: int, device: torch.device | None = None) -> None:
+    """Seed torch's CPU generator and ``device``'s (a GPU's), as ``torch.manual_seed`` would.
+
+    ``torch.manual_seed`` also queues a seed for every CUDA device while CUDA is not yet
+    initialised, capturing a stack trace each time (about 0.4 ms): too slow to pay for every
+    training step and every augmented image, which are seeded here.
+    """
+    import torch
+
+    torch.default_generator.manual_seed(seed)
+    if device is not None and device.type == "cuda":
+        torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()].manual_seed(seed)
+    elif device is not None and device.type == "mps":
+        torch.mps.manual_seed(seed)

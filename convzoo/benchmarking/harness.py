@@ -54,6 +54,11 @@ class Contender:
 
     label: str
     build: Callable[[], nn.Module]
+    channels_last: bool | None = None
+    """This contender's memory format; None: the settings' (so one run can time NCHW and
+    channels-last side by side, interleaved)."""
+    compile: bool | None = None
+    """Whether to ``torch.compile`` this contender; None: the settings'."""
 
 
 @dataclass
@@ -83,11 +88,13 @@ class _Runner:
         device = settings.device
         torch.manual_seed(0)
         model = contender.build().to(device)
-        memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        channels_last = settings.channels_last if contender.channels_last is None else contender.channels_last
+        self.compiled = settings.compile if contender.compile is None else contender.compile
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)
         model.train(mode == "train")
         self.model = model
-        self.forward = torch.compile(model, mode=settings.compile_mode) if settings.compile else model
+        self.forward = torch.compile(model, mode=settings.compile_mode) if self.compiled else model
         self.images = torch.randn(batch_size, *settings.input_size, device=device).contiguous(memory_format=memory_format)
         self.labels = torch.randint(0, settings.num_classes, (batch_size,), device=device)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if mode == "train" else None
@@ -147,9 +154,9 @@ def _prepare(contender: Contender, mode: str, settings: BenchSettings, notes: li
         try:
             runner = _Runner(contender, mode, settings, batch_size)
             started = time.perf_counter()
-            for index in range(max(settings.warmup, 1 if settings.compile else 0)):
+            for index in range(max(settings.warmup, 1 if runner.compiled else 0)):
                 runner.step()
-                if index == 0 and settings.compile:
+                if index == 0 and runner.compiled:
                     synchronize(settings.device)
                     runner.compile_s = time.perf_counter() - started
             synchronize(settings.device)

@@ -79,11 +79,9 @@ def run_attack(*, methods: list[str], epsilons: list[float], steps: int, step_si
     from convzoo.adversarial.attacks import check_attack
     from convzoo.adversarial.figures import accuracy_figure, triplet_figure
     from convzoo.config import quick_cap
-    from convzoo.engine.runtime import pick_device
     from convzoo.errors import ConvzooError
-    from convzoo.inspection import (
-        InspectionRun, build_source_model, class_names_for, input_pipeline, resolve_model_source,
-    )
+    from convzoo.inspection import InspectionRun
+    from convzoo.inspection.subject import load_subject
     from convzoo.inspection.images import dataset_split, load_dataset_images, sample_indices
 
     chosen = list(dict.fromkeys(check_attack(part.strip()) for entry in methods for part in entry.split(",")
@@ -93,17 +91,16 @@ def run_attack(*, methods: list[str], epsilons: list[float], steps: int, step_si
         raise ConvzooError(f"--example-eps {example_eps} is not among --eps {', '.join(f'{e:g}' for e in epsilons)}.")
     nonzero = [value for value in epsilons if value > 0]
     shown_eps = example_eps if example_eps is not None else (nonzero[len(nonzero) // 2] if nonzero else epsilons[0])
-    source = resolve_model_source(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
-                                  data_dir=data_dir, conv=conv, dataset=dataset)
-    spec, preprocessing = input_pipeline(source, dataset)
-    folder = data_dir or source.config.data_dir
+    subject = load_subject(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
+                           dataset=dataset, data_dir=data_dir, conv=conv, device=device, seed=seed)
+    source, spec, preprocessing, network = subject.source, subject.spec, subject.preprocessing, subject.model
+    torch_device = subject.device
+    folder = subject.data_dir(data_dir)
     _, labels = dataset_split(spec, split, folder)
     samples = quick_cap(samples, 500)  # CONVZOO_QUICK=1 (the README test): a few hundred images
     indices = sample_indices(samples, len(labels), seed) if samples else list(range(len(labels)))
     images = load_dataset_images(spec, preprocessing, indices, split=split, data_dir=folder)
-    torch_device = pick_device(device or "auto")
-    network = build_source_model(source, torch_device, seed=seed)
-    names = class_names_for(source, spec)
+    names = subject.class_names()
     curves = []
     with InspectionRun(out, name, f"attack-{source.model_name}") as run:
         for attack_name in chosen:

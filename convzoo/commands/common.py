@@ -28,6 +28,14 @@ ConvOption = Annotated[
     typer.Option("--conv", help="Convolution implementation: torch (cuDNN/oneDNN) or scratch (convzoo.ops)."),
 ]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps (auto: cuda > mps > cpu).")]
+ChannelsLastOption = Annotated[bool | None, typer.Option(
+    "--channels-last/--no-channels-last",
+    help="Channels-last memory (default: where it measured faster: CUDA, and most models on CPU).")]
+CompileOption = Annotated[bool | None, typer.Option(
+    "--compile", help="torch.compile the model (inductor; the first step compiles).")]
+CompileModeOption = Annotated[str | None, typer.Option(
+    # No word longer than ~20 characters (see DataDirOption): the modes are listed in the error.
+    "--compile-mode", help="torch.compile mode, e.g. reduce-overhead or max-autotune (implies --compile).")]
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -113,8 +121,8 @@ def user_errors(debug: bool) -> Iterator[None]:
         if debug:
             raise
         if getattr(error, "already_reported", False):
-            raise typer.Exit(1) from None  # another torchrun rank printed the job's one line
-        fail(str(error).replace("\n", " "))
+            raise typer.Exit(getattr(error, "exit_code", 1)) from None  # another torchrun rank printed the job's one line
+        fail(str(error).replace("\n", " "), exit_code=getattr(error, "exit_code", 2))
     except KeyboardInterrupt:
         if debug:
             raise

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from convzoo.commands.common import (
-    ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, print_json, user_errors,
+    ChannelsLastOption, CompileModeOption, CompileOption, ConvOption, DataDirOption, DebugOption, DeviceOption,
+    JsonOption, print_json, user_errors,
 )
 
 
@@ -19,6 +20,9 @@ def eval_command(
     device: DeviceOption = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Evaluation batch size.")] = None,
     conv: ConvOption = None,
+    channels_last: ChannelsLastOption = None,
+    compile_model: CompileOption = None,
+    compile_mode: CompileModeOption = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -31,7 +35,8 @@ def eval_command(
 
         result = evaluate_checkpoint(
             checkpoint, dataset=dataset, data_dir=data_dir, per_class=per_class,
-            device=device or "auto", conv=conv, batch_size=batch_size,
+            device=device or "auto", conv=conv, batch_size=batch_size, channels_last=channels_last,
+            compile=bool(compile_model), compile_mode=compile_mode,
         )
         if json_output:
             print_json(result)

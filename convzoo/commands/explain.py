@@ -80,21 +80,17 @@ def run_explain(*, methods: list[str], checkpoint: str | None, model: str | None
     from convzoo.attribution import Explainer, cascading_randomisation, display_maps
     from convzoo.attribution.figures import attribution_figure, cascade_strip, sanity_figure
     from convzoo.attribution.methods import check_method
-    from convzoo.engine.runtime import pick_device
-    from convzoo.inspection import (
-        InspectionRun, build_source_model, class_names_for, input_pipeline, resolve_model_source, select_images,
-    )
+    from convzoo.inspection import InspectionRun, select_images
+    from convzoo.inspection.subject import load_subject
 
     chosen = list(dict.fromkeys(check_method(part.strip()) for entry in methods for part in entry.split(",")
                                 if part.strip()))
-    source = resolve_model_source(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
-                                  data_dir=data_dir, conv=conv, dataset=dataset)
-    spec, preprocessing = input_pipeline(source, dataset)
+    subject = load_subject(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
+                           dataset=dataset, data_dir=data_dir, conv=conv, device=device, seed=seed)
+    source, spec, preprocessing, network = subject.source, subject.spec, subject.preprocessing, subject.model
     images = select_images(spec, preprocessing, image_paths=image, indices=index, samples=samples, split=split,
-                           data_dir=data_dir or source.config.data_dir, seed=seed)
-    torch_device = pick_device(device or "auto")
-    network = build_source_model(source, torch_device, seed=seed)
-    names = class_names_for(source, spec)
+                           data_dir=subject.data_dir(data_dir), seed=seed)
+    names = subject.class_names()
     stem = f"explain-{source.model_name}"
     with InspectionRun(out, name, stem) as run:
         explainers = {method: Explainer(network, method, preprocessing, layer=layer, model_name=source.model_name,

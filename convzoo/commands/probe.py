@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from convzoo.commands.common import (
-    ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, print_json, user_errors,
+    ChannelsLastOption, CompileModeOption, CompileOption, ConvOption, DataDirOption, DebugOption, DeviceOption,
+    JsonOption, print_json, user_errors,
 )
 
 
@@ -34,6 +35,9 @@ def probe_command(
     out: Annotated[str, typer.Option("--out", help="Folder for run folders.")] = "runs",
     name: Annotated[str | None, typer.Option("--name", help="Run folder name (default: 'probe-', the model, the dataset and the start time).")] = None,
     conv: ConvOption = None,
+    channels_last: ChannelsLastOption = None,
+    compile_model: CompileOption = None,
+    compile_mode: CompileModeOption = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
@@ -64,7 +68,7 @@ def probe_command(
         settings = ProbeSettings(
             layers=layers, features=features, epochs=epochs, batch_size=batch_size, lr=lr, batch_norm=batch_norm,
             seed=seed, amp=amp, train_size=train_size, cache_features=cache_features, compare_random=compare_random,
-            num_workers=num_workers,
+            num_workers=num_workers, channels_last=channels_last, compile=bool(compile_model), compile_mode=compile_mode,
         )
         result = probe(backbone, settings, dataset=dataset, device=device or "auto", out=out, name=name,
                        quiet=json_output)

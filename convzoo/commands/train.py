@@ -7,11 +7,13 @@ from typing import Annotated
 import typer
 
 from convzoo.commands.common import (
-    ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, is_main_process, print_json, user_errors,
+    ChannelsLastOption, CompileModeOption, CompileOption, ConvOption, DataDirOption, DebugOption, DeviceOption,
+    JsonOption, is_main_process, print_json, user_errors,
 )
 
 
 def train_command(
+    ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Registered model name (see `convzoo list`).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="synthetic, mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH.")] = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="YAML experiment file; flags override its values.")] = None,
@@ -26,9 +28,15 @@ def train_command(
     data_dir: DataDirOption = None,
     out: Annotated[str | None, typer.Option("--out", help="Folder for run folders (default runs/).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run folder name (default MODEL-DATASET-TIME).")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue a run from its last.pt: the run folder, or its last.pt / best.pt.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue a run from its last.pt: the run folder, or its last.pt / best.pt; 'auto': the run --name in --out if it has a last.pt, else start it.")] = None,
+    checkpoint_every: Annotated[str | None, typer.Option("--checkpoint-every", help="Also write last.pt within epochs: every N steps (200) or minutes (10min).")] = None,
+    sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="Under torchrun on GPUs, SyncBatchNorm: batch statistics of the global batch.")] = None,
+    nproc_per_node: Annotated[int | None, typer.Option("--nproc-per-node", help="Start torchrun with N processes on this machine, each training a replica.")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
     conv: ConvOption = None,
+    channels_last: ChannelsLastOption = None,
+    compile_model: CompileOption = None,
+    compile_mode: CompileModeOption = None,
     set_values: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE",
         help="Set any config key, e.g. --set warmup_epochs=0 --set train_size=5000 (repeatable; "
@@ -44,8 +52,13 @@ def train_command(
       [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
       [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
+      [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
     with user_errors(debug):
+        if nproc_per_node is not None:
+            from convzoo.commands.launch import command_line_of, relaunch_under_torchrun
+
+            relaunch_under_torchrun("train", command_line_of(ctx, leave_out={"nproc_per_node"}), nproc_per_node)
         from convzoo.config import load_config, parse_set_options
         from convzoo.engine.train import train
 
@@ -55,10 +68,16 @@ def train_command(
             "model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "optimizer": optimizer, "schedule": schedule, "device": device, "amp": amp, "seed": seed,
             "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
+            "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
+            "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
+            "sync_bn": sync_bn,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
-        if resume is not None:
+        if resume == "auto":
+            result = train(load_config(config, overrides, flag_names), resume="auto", progress_bars=not json_output,
+                           step_lines=not quiet)
+        elif resume is not None:
             if config is not None:
                 from convzoo.errors import ConvzooError
 

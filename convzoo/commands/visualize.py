@@ -9,10 +9,12 @@ CSV/JSON, TensorBoard images) and one ``--json`` object.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from convzoo.inspection.subject import Subject
 
 from convzoo.commands.common import (
     ConvOption, DataDirOption, DebugOption, DeviceOption, JsonOption, print_json, user_errors,
@@ -37,38 +39,11 @@ LayerOption = Annotated[str | None, typer.Option("--layer", help="Module name (s
 ChannelsOption = Annotated[str | None, typer.Option("--channels", help="Channels: ranges and lists like 0-15 or 3,7,9-11 (default: the first 16).")]
 
 
-@dataclass
-class Subject:
-    """The model as its run built it, on the device, and how its images are prepared."""
-
-    source: Any
-    spec: Any
-    preprocessing: Any
-    model: Any
-    device: Any
-
-    def example(self):
-        import torch
-
-        side = self.preprocessing.model_side
-        return torch.zeros(1, self.preprocessing.channels, side, side, device=self.device)
-
-    def exits(self) -> tuple[str, ...]:
-        from convzoo.registry import get_model_info
-
-        return get_model_info(self.source.model_name).probe_layers
-
-
 def _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed) -> Subject:
-    from convzoo.engine.runtime import pick_device
-    from convzoo.inspection import build_source_model, input_pipeline, resolve_model_source
+    from convzoo.inspection.subject import load_subject
 
-    source = resolve_model_source(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
-                                  data_dir=data_dir, conv=conv, dataset=dataset)
-    spec, preprocessing = input_pipeline(source, dataset)
-    torch_device = pick_device(device or "auto")
-    network = build_source_model(source, torch_device, seed=seed)
-    return Subject(source, spec, preprocessing, network, torch_device)
+    return load_subject(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
+                        dataset=dataset, data_dir=data_dir, conv=conv, device=device, seed=seed)
 
 
 def _one_layer(subject: Subject, layer: str | None, *, spatial: bool):
@@ -350,7 +325,6 @@ def maximize_command(
     """
     with user_errors(debug):
         from convzoo.errors import ConvzooError
-        from convzoo.inspection import class_names_for
         from convzoo.visualize import maximize, parse_channels
         from convzoo.visualize.layers import check_range
 
@@ -359,7 +333,7 @@ def maximize_command(
             raise ConvzooError("pass --layer/--channels or --class, not both.")
         chosen, wanted, classes = None, None, None
         if class_index:
-            names = class_names_for(subject.source, subject.spec)
+            names = subject.class_names()
             check_range(class_index, len(names), "class", "--class")
             classes = list(class_index)
         else:

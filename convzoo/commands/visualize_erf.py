@@ -66,18 +66,17 @@ def run_erf(*, layer: str | None, samples: int, noise: bool, input_side: int | N
 
     from convzoo.attribution.layers import choose_spatial_layer
     from convzoo.effective_field import effective_field
-    from convzoo.engine.runtime import pick_device
     from convzoo.errors import ConvzooError
-    from convzoo.inspection import InspectionRun, build_source_model, input_pipeline, resolve_model_source, select_images
+    from convzoo.inspection import InspectionRun, select_images
+    from convzoo.inspection.subject import load_subject
 
     if samples < 1:
         raise ConvzooError(f"--samples must be at least 1, got {samples}.")
     if input_side is not None and not noise:
         raise ConvzooError("--input-side sets the side of noise images: add --noise (test images keep their size).")
-    source = resolve_model_source(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
-                                  data_dir=data_dir, conv=conv, dataset=dataset)
-    spec, preprocessing = input_pipeline(source, dataset)
-    torch_device = pick_device(device or "auto")
+    subject = load_subject(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
+                           dataset=dataset, data_dir=data_dir, conv=conv, device=device, seed=seed)
+    source, spec, preprocessing, torch_device = subject.source, subject.spec, subject.preprocessing, subject.device
     if noise:
         side = input_side or preprocessing.model_side
         generator = torch.Generator().manual_seed(seed)
@@ -85,14 +84,13 @@ def run_erf(*, layer: str | None, samples: int, noise: bool, input_side: int | N
         image_source = f"{samples} uniform-noise images {side}x{side}"
     else:
         pixels = select_images(spec, preprocessing, samples=samples, split=split,
-                               data_dir=data_dir or source.config.data_dir, seed=seed).pixels
+                               data_dir=subject.data_dir(data_dir), seed=seed).pixels
         image_source = f"{len(pixels)} {spec.name} {split} images"
-    variants = [("trained" if source.is_trained else "random-init", True)]
+    variants = [("trained" if source.is_trained else "random-init", subject.model)]
     if compare_random and source.is_trained:
-        variants.append(("random-init", False))
+        variants.append(("random-init", subject.random_init_model()))
     fields = {}
-    for label, trained in variants:
-        network = build_source_model(source, torch_device, trained=trained, seed=seed)
+    for label, network in variants:
         side = preprocessing.model_side  # layers are looked up at the model's own input size
         example = torch.zeros(1, preprocessing.channels, side, side, device=torch_device)
         chosen = choose_spatial_layer(network, example, layer, source.model_name)

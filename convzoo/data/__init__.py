@@ -131,9 +131,10 @@ class _DeviceLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """The epoch the next pass yields, from its batch ``start_step`` on (0: all of it)."""
         if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
+            self.sampler.set_epoch(epoch, start_step * self.loader.batch_size)
 
     def __iter__(self):
         import torch
@@ -163,19 +164,25 @@ def fixed_random_subset(dataset: Any, size: int | None) -> Any:
 def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size, device,
                              sizes, seed, channels_last) -> Loaders:
     import torch
-    from torch.utils.data import DataLoader, DistributedSampler, Subset
+    from torch.utils.data import DataLoader, Subset
 
     from convzoo.data.imagefolder import build_imagefolder_dataset
+    from convzoo.data.resumable import ResumableSampler, SeededPerSample
+    from convzoo.engine.interrupts import ignore_stop_signals
     from convzoo.seeding import derived_seed
 
     pin = torch.device(device).type == "cuda"
     train_set = fixed_random_subset(build_imagefolder_dataset(spec, train=True, augment=augment), sizes[True])
     test_set = fixed_random_subset(build_imagefolder_dataset(spec, train=False, augment=False), sizes[False])
     # The order of epoch e is drawn from (seed, e), as for in-memory data, on one rank or many;
-    # each rank's workers augment from their own seed.
-    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    # each image's augmentation from (seed, e, index), whichever worker decodes it, so that an
+    # epoch resumed at any batch goes on as it would have (see data/resumable.py).
+    train_set = SeededPerSample(train_set, seed)
+    sampler = ResumableSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    # Whatever else a worker draws (Python's and NumPy's generators) is seeded per rank.
     workers_seed = torch.Generator().manual_seed(derived_seed(seed, "workers", rank))
-    common = dict(num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0)
+    common = dict(num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0,
+                  worker_init_fn=ignore_stop_signals if num_workers > 0 else None)
     train_loader = DataLoader(
         train_set, batch_size=batch_size, sampler=sampler, drop_last=True, generator=workers_seed, **common
     )

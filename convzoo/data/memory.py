@@ -8,7 +8,9 @@ by (seed, epoch), the same on every rank, so a resumed run sees exactly the batc
 uninterrupted one would and each DDP rank takes its own shard of one order; crops and
 flips come from a generator seeded by (seed, epoch, rank), so ranks augment differently.
 Both are drawn once per epoch and sent to the device without blocking: a batch
-never waits for the host.
+never waits for the host. ``set_epoch(epoch, start_step)`` starts an epoch at a later
+batch (a run resumed from a mid-epoch checkpoint), which is then exactly the batch an
+uninterrupted epoch would have yielded there.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class InMemoryLoader:
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
-        self.epoch = 0
+        self.epoch, self.start_step = 0, 0
         # (x / 255 - mean) / std as one multiply-add on the uint8 batch.
         std_tensor = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.scale = 1.0 / (255.0 * std_tensor)
@@ -112,8 +114,9 @@ class InMemoryLoader:
             return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """The epoch the next pass yields, from its batch ``start_step`` on (0: all of it)."""
+        self.epoch, self.start_step = epoch, start_step
 
     def _epoch_order(self) -> torch.Tensor:
         """This rank's share of the epoch's order, on the CPU."""
@@ -134,7 +137,7 @@ class InMemoryLoader:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "augment", self.epoch, self.rank))
             offsets, flips = (to_device(t, device) for t in draw_crops_and_flips(len(order), 4, generator))
         order = to_device(order, device)
-        for batch_index in range(len(self)):
+        for batch_index in range(self.start_step, len(self)):
             batch = slice(batch_index * self.batch_size, (batch_index + 1) * self.batch_size)
             index = order[batch]
             images = self.images[index]

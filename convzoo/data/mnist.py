@@ -1,19 +1,24 @@
-"""MNIST and Fashion-MNIST through torchvision, as uint8 tensors.
+"""MNIST and Fashion-MNIST in torchvision's layout, as uint8 tensors.
 
-torchvision finds (or downloads) and verifies the four ``.gz`` files under
-``ROOT/MNIST/raw`` and extracts them next to them. When that folder is read-only, the
-verified archives are decoded in memory instead, so a shared read-only data folder works.
+Files already on disk (``ROOT/MNIST/raw``'s IDX files, extracted or ``.gz``) are read
+directly, in the few lines LeCun's format needs: importing torchvision's datasets pulls in
+``torch._dynamo`` and costs seconds at every start, a tenth of a whole LeNet-5 recipe.
+Missing files are left to torchvision, which downloads, verifies and extracts them; when the
+folder is read-only, the verified archives are decoded in memory instead, so a shared
+read-only data folder works.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import torch
 
 from convzoo.data.files import missing_data_error, no_new_empty_folders, quiet_stdout
 from convzoo.engine.runtime import local_main_first
+from convzoo.errors import ConvzooError
 
 _FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -21,16 +26,54 @@ _FILES = {
 }
 
 
-def _read_idx_gz(path: Path) -> torch.Tensor:
-    """Decode an IDX file (LeCun's format: magic, dimensions, then raw uint8 data)."""
-    data = gzip.decompress(path.read_bytes())
+_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+"""torchvision's folder (its dataset class's name) for each dataset."""
+
+
+def _decode_idx(data: bytes, path: Path) -> torch.Tensor:
+    """Decode IDX bytes (LeCun's format: two zero bytes, the type 0x08 for uint8, the number
+    of dimensions, each dimension as a big-endian int32, then the data)."""
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path} is not an IDX file of uint8 data")
     num_dims = data[3]
+    header = 4 + 4 * num_dims
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(num_dims)]
-    return torch.frombuffer(bytearray(data[4 + 4 * num_dims:]), dtype=torch.uint8).view(*dims)
+    if len(data) - header != math.prod(dims):
+        raise ValueError(f"{path} holds {len(data) - header} bytes of data, its header promises {math.prod(dims)}")
+    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(*dims)
+
+
+def _read_idx_gz(path: Path) -> torch.Tensor:
+    return _decode_idx(gzip.decompress(path.read_bytes()), path)
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    return _decode_idx(path.read_bytes(), path)
+
+
+def read_local_files(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The split's images and labels from the files under ``ROOT/<folder>/raw`` (extracted
+    first, else the archives), or None when they are not all there."""
+    raw = root / _FOLDERS[name] / "raw"
+    image_file, label_file = _FILES[train]
+    for suffix, read in (("", _read_idx), (".gz", _read_idx_gz)):
+        images_path, labels_path = raw / f"{image_file}{suffix}", raw / f"{label_file}{suffix}"
+        if images_path.is_file() and labels_path.is_file():
+            try:
+                return read(images_path), read(labels_path)
+            except (OSError, ValueError, EOFError, gzip.BadGzipFile) as error:
+                raise ConvzooError(
+                    f"cannot read {name}: {error}. Delete the damaged file and run again to download it afresh."
+                ) from None
+    return None
 
 
 def load_mnist_like(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 1, 28, 28) uint8 and labels (N,) int64 of ``mnist`` or ``fashion-mnist``."""
+    found = read_local_files(name, root, train)
+    if found is not None:
+        images, labels = found
+        return images.unsqueeze(1).contiguous(), labels.long()
     from torchvision import datasets
 
     dataset_class = datasets.MNIST if name == "mnist" else datasets.FashionMNIST

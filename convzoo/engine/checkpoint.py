@@ -60,6 +60,13 @@ def atomic_save(payload: Any, path: str | os.PathLike) -> None:
             Path(temporary).unlink(missing_ok=True)
 
 
+def remove_unfinished_writes(run_dir: str | os.PathLike) -> None:
+    """Delete the temporary files of checkpoint writes a ``kill -9`` cut short (``atomic_save``
+    cleans up after every failure it lives to see, not after its process is killed)."""
+    for leftover in Path(run_dir).glob(".*.pt.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
 def checkpoint_write_error(path: Path, error: OSError) -> str:
     """What went wrong writing ``path`` and what to do, in one line."""
     import errno

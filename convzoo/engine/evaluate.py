@@ -93,11 +93,16 @@ def evaluate_checkpoint(
     device: str = "auto",
     conv: str | None = None,
     batch_size: int | None = None,
+    channels_last: bool | None = None,
+    compile: bool = False,
+    compile_mode: str | None = None,
 ) -> dict[str, Any]:
     """Rebuild a checkpoint's model and evaluate it on its dataset's whole test split (or ``dataset``'s).
 
     The data folder is ``data_dir``, else ``$CONVZOO_DATA``, else the run's own folder if it
     still exists, else the default (``convzoo.data.files.data_dir_for_saved_run``).
+    ``channels_last`` (None: the run's choice, else what measured faster) and ``compile``
+    change only the speed (``convzoo.engine.fast_path``).
     """
     import dataclasses
 
@@ -106,9 +111,14 @@ def evaluate_checkpoint(
     from convzoo.data.files import data_dir_for_saved_run
     from convzoo.engine.checkpoint import load_checkpoint, load_model_state
     from convzoo.engine.runtime import pick_device
-    from convzoo.engine.setup import build_model, dataset_spec_for, loaders_for
+    from convzoo.engine.fast_path import check_compile_mode, check_compile_toolchain, compile_model, to_memory_format
+    from convzoo.engine.setup import build_model, channels_last_for, dataset_spec_for, loaders_for
     from convzoo.errors import ConvzooError
 
+    check_compile_mode(compile_mode)
+    torch_device = pick_device(device)
+    if compile or compile_mode:
+        check_compile_toolchain(torch_device)  # before any data is read
     if batch_size is not None and batch_size < 1:
         raise ConvzooError(f"--batch-size must be at least 1, got {batch_size}.")
     checkpoint = load_checkpoint(
@@ -116,15 +126,14 @@ def evaluate_checkpoint(
         plain_weights_hint="`convzoo eval` needs a run's best.pt or last.pt, written by `convzoo train`",
     )
     values = dict(checkpoint["config"])
-    values.update({k: v for k, v in {"dataset": dataset, "conv": conv, "eval_batch_size": batch_size}.items()
-                   if v is not None})
+    values.update({k: v for k, v in {"dataset": dataset, "conv": conv, "eval_batch_size": batch_size,
+                                     "channels_last": channels_last}.items() if v is not None})
     values["data_dir"] = data_dir_for_saved_run(data_dir, values.get("data_dir"))
     values["weights"] = None
     # A run's quick-check subset is not the test set: report on all of it (but a smoke test's
     # share under $CONVZOO_QUICK=1, as the README test runs every command).
     values["test_size"] = quick_cap(None, QUICK_TEST_SIZE)
     config = config_from_dict(values, source=checkpoint["path"])
-    torch_device = pick_device(device)
     spec, pad_to = dataset_spec_for(config)
     # Checkpoints from before num_classes was stored: the classifier's bias is the last tensor.
     trained_classes = checkpoint.get("num_classes") or checkpoint["model"][next(reversed(checkpoint["model"]))].shape[0]
@@ -143,7 +152,9 @@ def evaluate_checkpoint(
     loaders = loaders_for(config, spec, pad_to, torch_device)
     model = build_model(config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs, conv=config.conv)
     load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
-    model.to(torch_device)
+    model = to_memory_format(model.to(torch_device), channels_last_for(config, torch_device))
+    if compile or compile_mode:
+        model = compile_model(model, torch_device, compile_mode)
     result = evaluate(model, loaders.test, torch_device, num_classes=spec.num_classes, amp=config.amp, per_class=per_class)
     result.update({"checkpoint": checkpoint["path"], "model": config.model, "dataset": spec.name, "epoch": checkpoint["epoch"]})
     if per_class:

@@ -35,10 +35,10 @@ class EpochProgress:
     """
 
     def __init__(self, mode: str, total: int, description: str, log_interval: int = 50,
-                 line_seconds: float = 30.0) -> None:
+                 line_seconds: float = 30.0, start: int = 0) -> None:
         import time
 
-        self.mode, self.total, self.description = mode, total, description
+        self.mode, self.total, self.description, self.start = mode, total, description, start
         self.log_interval, self.line_seconds = max(1, log_interval), line_seconds
         self.started = self.last_line = time.perf_counter()
         self.progress = None
@@ -50,7 +50,7 @@ class EpochProgress:
                 TextColumn("{task.fields[stats]}"), transient=True, console=_stderr_console(),
             )
             self.progress.start()
-            self.task = self.progress.add_task(description, total=total, stats="")
+            self.task = self.progress.add_task(description, total=total, completed=start, stats="")
 
     def due(self, step: int) -> bool:
         """Whether the 0-based ``step`` just finished should be reported."""
@@ -71,9 +71,16 @@ class EpochProgress:
 
             now = time.perf_counter()
             self.last_line = now
-            remaining = (now - self.started) / max(completed, 1) * (self.total - completed)
+            remaining = (now - self.started) / max(completed - self.start, 1) * (self.total - completed)
             print(f"{self.description}  step {completed}/{self.total}  {stats or ''}  ETA {_duration(remaining)}",
                   file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line about the epoch in progress (a checkpoint written), where steps are shown."""
+        if self.mode == "lines":
+            print(f"{self.description}  {text}", file=sys.stderr, flush=True)
+        elif self.progress is not None:
+            self.progress.console.print(f"{self.description}  {text}", highlight=False)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -113,9 +120,10 @@ class RunLogger:
 
             self.writer = SummaryWriter(log_dir=str(run_dir))
 
-    def progress(self, total: int, description: str) -> EpochProgress:
+    def progress(self, total: int, description: str, start: int = 0) -> EpochProgress:
+        """An epoch's progress; ``start``: the steps done before (an epoch resumed within)."""
         mode = "bar" if self.interactive else "lines" if self.step_lines else "off"
-        return EpochProgress(mode, total, description, self.log_interval)
+        return EpochProgress(mode, total, description, self.log_interval, start=start)
 
     def message(self, text: str) -> None:
         """A plain line on stderr (never stdout, which ``--json`` reserves)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
 import torch
 
 from convzoo.config import TrainConfig
@@ -26,10 +28,29 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``parameter_groups``; on CUDA with fused steps (``fast_path``)."""
+    from convzoo.engine.fast_path import fused_optimizer_kwargs
+
     groups = parameter_groups(model, config.weight_decay)
+    parameters = [parameter for group in groups for parameter in group["params"]]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
-    return torch.optim.AdamW(groups, lr=config.lr)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0,
+                               **fused_optimizer_kwargs(parameters, torch.optim.SGD))
+    return torch.optim.AdamW(groups, lr=config.lr, **fused_optimizer_kwargs(parameters, torch.optim.AdamW))
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Restore a checkpoint's optimiser state, keeping this device's implementation.
+
+    ``load_state_dict`` also restores each group's ``fused``/``foreach`` choice, which was
+    the saving device's: a run saved on CUDA (fused steps) and resumed on CPU must not ask
+    the CPU for fused kernels, and one saved on CPU should get them on CUDA.
+    """
+    implementation = {key: optimizer.defaults.get(key) for key in ("fused", "foreach")}
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group.update(implementation)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfig, steps_per_epoch: int) -> float:

@@ -167,14 +167,20 @@ class StoppedAfterAnotherRank(ConvzooError):
     """The CLI exits non-zero without a line of its own (``--debug`` still shows the traceback)."""
 
 
-def failure_to_raise(runtime: Runtime, error: BaseException) -> BaseException:
+LOST_PEER_SIGNS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "remote process exited",
+                   "Connection refused", "NCCL communicator was aborted")
+"""Words of gloo's and NCCL's errors when a peer process is gone (killed, crashed, its machine lost)."""
+
+
+def failure_to_raise(runtime: Runtime, error: BaseException, resume_hint: str = "") -> BaseException:
     """What this rank raises now that ``error`` stopped it.
 
     Alone: ``error`` itself. Under torchrun: the first rank of the job to fail raises a
     one-line ``ConvzooError`` naming itself (``rank 1: ...``); a later failure of the same
     run, usually a peer's collective breaking because that rank left, raises
-    ``StoppedAfterAnotherRank``, so the job ends with one line that says why. The process
-    group is left as it is.
+    ``StoppedAfterAnotherRank``, so the job ends with one line that says why. A rank that
+    died without a word (``kill -9``, out of memory) leaves its peers' collectives broken:
+    the first of those says so, with ``resume_hint``. The process group is left as it is.
     """
     if not runtime.distributed or not isinstance(error, Exception):
         return error
@@ -182,6 +188,10 @@ def failure_to_raise(runtime: Runtime, error: BaseException) -> BaseException:
         return StoppedAfterAnotherRank(f"rank {runtime.rank} stopped after another rank failed")
     if isinstance(error, ConvzooError):
         reason = str(error)
+    elif any(sign in str(error) for sign in LOST_PEER_SIGNS):
+        sign = next(sign for sign in LOST_PEER_SIGNS if sign in str(error))
+        reason = (f"lost another process of the job ({sign}): it died or was killed, and the job stops"
+                  + (f"; {resume_hint}" if resume_hint else "") + ".")
     else:
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
         reason = f"{type(error).__name__}: {text} (run again with --debug for the traceback)"

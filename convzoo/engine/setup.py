@@ -79,5 +79,13 @@ def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torc
         rank=rank,
         world_size=world_size,
         num_workers=config.num_workers,
-        channels_last=device.type == "cuda",
+        channels_last=channels_last_for(config, device),
     )
+
+
+def channels_last_for(config: Any, device: torch.device) -> bool:
+    """Whether the run's model and batches use channels-last memory: the config's
+    ``channels_last`` if set, else what measured faster (``engine.fast_path``)."""
+    from convzoo.engine.fast_path import use_channels_last
+
+    return use_channels_last(config.model, device, conv=config.conv, requested=getattr(config, "channels_last", None))

@@ -2,10 +2,13 @@
 
 ``train(config)`` is what ``convzoo train`` runs. Each epoch: train on every batch,
 evaluate on the test split, log, and write ``last.pt`` (and ``best.pt`` when the test
-accuracy improved) atomically. Everything that makes the next epoch's numbers is in the
-checkpoint (model, optimiser, epoch) or follows from the config and the epoch (schedule,
-data order, random draws), so ``--resume`` continues bit-identically on CPU, and with
-another number of torchrun processes continues the same schedule.
+accuracy improved) atomically; with ``checkpoint_every``, ``last.pt`` also within an epoch
+(engine/mid_epoch.py). Everything that makes the next step's numbers is in the checkpoint
+(model, optimiser, epoch, step, running sums) or follows from the config, the epoch and
+the step (schedule, data order, random draws), so ``--resume`` continues bit-identically
+on CPU, and with another number of torchrun processes continues the same schedule.
+SIGINT and SIGTERM stop the run after the step in progress, with a last.pt to resume from
+(engine/interrupts.py).
 """
 
 from __future__ import annotations
@@ -23,17 +26,23 @@ import torch.nn.functional as F
 from convzoo.config import RUN_DEFINING_KEYS, TrainConfig, config_from_dict, read_yaml, save_config
 from convzoo.data.class_names import dataset_class_names
 from convzoo.data.files import absolute_data_dir, data_dir_for_saved_run
-from convzoo.engine.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state
+from convzoo.engine.checkpoint import (
+    CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, remove_unfinished_writes,
+)
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
-from convzoo.engine.optim import build_optimizer, build_scheduler
+from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state
 from convzoo.engine.run_dir import claim_run_dir, dataset_label, timestamped_name
 from convzoo.engine.runtime import (
-    Runtime, failure_to_raise, max_over_ranks, setup_runtime, sum_over_ranks, teardown_runtime,
+    Runtime, StoppedAfterAnotherRank, barrier, failure_to_raise, max_over_ranks, setup_runtime, sum_over_ranks,
+    teardown_runtime,
 )
-from convzoo.engine.setup import build_model, dataset_spec_for, loaders_for
+from convzoo.engine.interrupts import StopSignals, StoppedBySignal
+from convzoo.engine.mid_epoch import CheckpointSchedule, gather_running_sums, restored_running_sums, resume_position
+from convzoo.engine.fast_path import compile_model, to_memory_format
+from convzoo.engine.setup import build_model, channels_last_for, dataset_spec_for, loaders_for
 from convzoo.errors import ConvzooError
-from convzoo.seeding import derived_seed
+from convzoo.seeding import derived_seed, seed_generators
 
 
 def training_loss(outputs: Any, labels: torch.Tensor, label_smoothing: float, aux_weight: float) -> torch.Tensor:
@@ -53,12 +62,14 @@ def default_run_name(config: TrainConfig) -> str:
     return timestamped_name(f"{config.model}-{dataset_label(config.dataset)}")
 
 
-def new_run_dir(config: TrainConfig) -> Path:
+def new_run_dir(config: TrainConfig, *, reuse_unstarted: bool = False) -> Path:
     """Claim a fresh run folder (created here, atomically); an existing run is never reused.
 
     Two commands started in the same second get ``NAME`` and ``NAME-2``. Under torchrun
     rank 0 claims the folder and the other ranks receive its name, so all of them write
-    to one run (call this after the process group exists).
+    to one run (call this after the process group exists). ``reuse_unstarted`` (``--resume
+    auto``) takes over the folder ``--name`` names if it holds no last.pt: the previous
+    attempt of the job died before its first checkpoint.
     """
     import torch.distributed as dist
 
@@ -66,7 +77,7 @@ def new_run_dir(config: TrainConfig) -> Path:
     claimed: list[str | None] = [None]
     if not distributed or dist.get_rank() == 0:
         try:
-            claimed[0] = str(_claim(config))
+            claimed[0] = str(_claim(config, reuse_unstarted))
         except ConvzooError as error:
             claimed[0] = f"error:{error}"
     if distributed:
@@ -76,9 +87,12 @@ def new_run_dir(config: TrainConfig) -> Path:
     return Path(claimed[0])
 
 
-def _claim(config: TrainConfig) -> Path:
+def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
     if config.name:
         run_dir = Path(config.out) / config.name
+        if reuse_unstarted and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # an epoch logged just before the kill
+            return run_dir
         if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists():
             raise ConvzooError(
                 f"run folder {run_dir} already holds a run. Continue it with --resume {run_dir}, "
@@ -125,6 +139,27 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
     return config_from_dict(values, source=str(config_path)), run_dir
 
 
+def auto_resume_folder(config: TrainConfig) -> Path | None:
+    """``--resume auto``: the run folder ``--out/--name`` when it holds a last.pt to continue,
+    else None (start the run there). A job that torchrun restarts (``--max-restarts``) runs
+    the same command again, so it continues from its newest checkpoint by itself; every
+    rank decides alike, since the restarted processes start after the old ones ended.
+    """
+    if not config.name:
+        raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
+    run_dir = Path(config.out) / config.name
+    if not (run_dir / "last.pt").is_file():
+        return None
+    saved = config_from_dict(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+    changed = [key for key in RUN_DEFINING_KEYS if getattr(saved, key) != getattr(config, key)]
+    if changed:
+        raise ConvzooError(
+            f"--resume auto: {run_dir} holds a run with other {', '.join(changed)}; it is not this run. "
+            "Choose another --name, or resume that run with --resume and no other flags."
+        )
+    return run_dir
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
@@ -137,6 +172,10 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
     the one plain line per epoch but never draws bars (``--json``).
     """
     checkpoint, claimed = None, None
+    auto = resume == "auto"
+    if auto:
+        resume = auto_resume_folder(config)
+        overrides = {**config.to_dict(), **(overrides or {})}
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
         checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
@@ -146,14 +185,24 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
     runtime = setup_runtime(config.device)
     try:
         if resume is None:
-            run_dir = claimed = new_run_dir(config)
+            run_dir = claimed = new_run_dir(config, reuse_unstarted=auto)
         result = _train(config, run_dir, checkpoint, runtime, quiet, progress_bars, step_lines)
+    except StoppedBySignal as stopped:
+        # Every rank stopped at the same step and rank 0 has written last.pt: a clean end, one line.
+        teardown_runtime(runtime)
+        if runtime.is_main:
+            raise
+        quiet_stop = StoppedAfterAnotherRank(f"rank {runtime.rank} stopped with the job")
+        quiet_stop.exit_code = stopped.exit_code
+        raise quiet_stop from stopped
     except BaseException as error:
         if claimed is not None and runtime.is_main:
             with contextlib.suppress(OSError):
                 claimed.rmdir()  # a run that failed before writing anything leaves no empty folder
         # No collective teardown here: a peer may be waiting in an all-reduce this rank will never join.
-        stop = failure_to_raise(runtime, error)
+        folder = Path(resume) if resume is not None else claimed
+        hint = f"resume with --resume {run_folder_of(folder)}" if folder and (run_folder_of(folder) / "last.pt").exists() else ""
+        stop = failure_to_raise(runtime, error, resume_hint=hint)
         if stop is error:
             raise
         raise stop from error
@@ -166,6 +215,11 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     device = runtime.device
     if checkpoint is not None and checkpoint["epoch"] >= config.epochs:
         return _already_complete(config, run_dir, checkpoint, runtime, quiet)
+    if config.sync_bn and runtime.distributed and device.type != "cuda":
+        raise ConvzooError(
+            f"--sync-bn needs GPUs: PyTorch's SyncBatchNorm has no {device.type.upper()} implementation (this job "
+            "runs on gloo). Drop --sync-bn, or train with --device cuda."
+        )
 
     torch.manual_seed(config.seed)
     spec, pad_to = dataset_spec_for(config)
@@ -178,24 +232,32 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs,
         weights=config.weights if checkpoint is None else None, conv=config.conv,
     ).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = to_memory_format(model, channels_last_for(config, device))
     aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
     optimizer = build_optimizer(model, config)
     start_epoch, best_acc, best_epoch = 0, -1.0, 0
     if checkpoint is not None:
         load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        load_optimizer_state(optimizer, checkpoint["optimizer"])
         start_epoch, best_acc, best_epoch = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["best_epoch"]
     # Rebuilt, not loaded: with another number of processes an epoch has another number of
     # steps, and the schedule must still end with the last one (see engine/optim.py).
     steps_per_epoch = len(loaders.train)
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch, start_step=start_epoch * steps_per_epoch)
+    resume_step, restart_note = resume_position(checkpoint, runtime)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch, start_step=start_epoch * steps_per_epoch + resume_step)
     train_model = model
     if runtime.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
+        if config.sync_bn:
+            # Same parameter objects in new modules: the optimiser built above still holds them.
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile or config.compile_mode:
+        # After DDP, as PyTorch's DDP notes advise; checkpoints keep saving ``model``. The
+        # first step's time is logged through ``logger``, which exists by then.
+        train_model = compile_model(train_model, device, config.compile_mode, lambda seconds: logger.message(
+            f"torch.compile: first step took {seconds:.1f}s, compilation included"))
 
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -213,83 +275,116 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             f"{steps_per_epoch} steps of {config.batch_size} x{runtime.world_size} images per epoch instead of "
             f"{checkpoint['steps_per_epoch']}; the schedule continues from epoch {start_epoch}."
         )
+    if restart_note:
+        logger.message(restart_note)
+    elif resume_step:
+        logger.message(f"continuing epoch {start_epoch + 1} at step {resume_step}/{steps_per_epoch} (a mid-epoch last.pt)")
+    if config.sync_bn and not runtime.distributed:
+        logger.message("--sync-bn: one process, so batch statistics are already the whole batch's; nothing to sync.")
+    if checkpoint is not None and runtime.is_main:
+        _forget_epochs_after(run_dir, start_epoch)
+        remove_unfinished_writes(run_dir)
     train_time = float(checkpoint.get("train_time_s", 0.0)) if checkpoint else 0.0
     record: dict[str, Any] = {}
-    test: dict[str, Any] = {}
-    for epoch in range(start_epoch, config.epochs):
-        # Dropout and any other draw of the epoch: from (seed, epoch, rank), so a resumed run
-        # draws what an uninterrupted one would, and ranks draw differently (after the model's
-        # initialisation, which every rank drew alike from the seed).
-        torch.manual_seed(derived_seed(config.seed, "epoch", epoch, runtime.rank))
-        loaders.train.set_epoch(epoch)
-        train_model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        progress = logger.progress(len(loaders.train), f"epoch {epoch + 1}/{config.epochs}")
-        started = time.perf_counter()
-        for step, (images, labels) in enumerate(loaders.train):
-            with autocast_context(device, config.amp):
-                outputs = train_model(images)
-                loss = training_loss(outputs, labels, config.label_smoothing, aux_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            # Accumulate on the device: no host sync per step.
-            loss_sum += loss.detach() * labels.numel()
-            correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
-            seen += labels.numel()
-            if progress.due(step):  # reading the running numbers syncs with the device: only when shown
-                rate = seen / max(time.perf_counter() - started, 1e-9)
-                progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  acc {100 * correct.item() / seen:.2f}%  "
-                                          f"lr {scheduler.get_last_lr()[0]:.3g}  {rate:,.0f} img/s")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_time = time.perf_counter() - started
-        progress.close()
-        # The job's loss, accuracy and pace, summed over every rank's shard before they are
-        # checked or logged: a NaN on any rank stops every rank, before a checkpoint.
-        totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device)])
-        if runtime.distributed:
-            sum_over_ranks(totals)
-            epoch_time = max_over_ranks(epoch_time, device)
-        loss_total, correct_total, seen_total = totals.tolist()
-        train_time += epoch_time
-        train_loss = loss_total / seen_total
-        if not math.isfinite(train_loss):
-            raise ConvzooError(
-                f"the training loss became {train_loss} in epoch {epoch + 1}; the run stopped and its last good "
-                f"checkpoint in {run_dir} is kept. Lower --lr, or set grad_clip in the config."
-            )
-        test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
-        is_best = test["acc1"] > best_acc
-        if is_best:
-            best_acc, best_epoch = test["acc1"], epoch + 1
-        record = {
-            "epoch": epoch + 1, "epochs": config.epochs,
-            "train_loss": train_loss, "train_acc": correct_total / seen_total,
-            "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
-            "lr": scheduler.get_last_lr()[0],
-            "train_images": int(seen_total), "test_images": test["n"],
-            "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
+    # The last evaluation's numbers (a mid-epoch checkpoint keeps those of the epoch before).
+    test: dict[str, Any] = {"acc1": checkpoint["test_acc"], "loss": checkpoint.get("test_loss")} \
+        if checkpoint and checkpoint.get("test_acc") is not None else {}
+
+    def state_at(epochs_done: int, step: int = 0, running: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What last.pt holds after ``epochs_done`` epochs and ``step`` steps of the next."""
+        return {
+            "format": CHECKPOINT_FORMAT, "model_name": config.model, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "epoch": epochs_done, "step": step, "running": running, "best_acc": best_acc, "best_epoch": best_epoch,
+            "test_acc": test.get("acc1"), "test_loss": test.get("loss"), "config": config.to_dict(),
+            "world_size": runtime.world_size, "steps_per_epoch": steps_per_epoch,
+            "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
+            "class_names": list(dataset_class_names(spec)),
         }
-        logger.log_epoch(record)
-        if runtime.is_main:
-            state = {
-                "format": CHECKPOINT_FORMAT, "model_name": config.model, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch,
-                "test_acc": test["acc1"], "config": config.to_dict(),
-                "world_size": runtime.world_size, "steps_per_epoch": steps_per_epoch,
-                "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
-                "class_names": list(dataset_class_names(spec)),
-            }
-            atomic_save(state, run_dir / "last.pt")
+
+    with StopSignals() as signals:
+        schedule = CheckpointSchedule(config.checkpoint_every, runtime, signals)
+        for epoch in range(start_epoch, config.epochs):
+            first_step = resume_step if epoch == start_epoch else 0
+            loaders.train.set_epoch(epoch, first_step)
+            train_model.train()
+            loss_sum, correct, seen, epoch_time_before = restored_running_sums(checkpoint, first_step, runtime)
+            seen_before = seen
+            progress = logger.progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", start=first_step)
+            started = time.perf_counter()
+            for step, (images, labels) in enumerate(loaders.train, start=first_step):
+                # Dropout and any other draw of a step come from (seed, epoch, step, rank): reseeded
+                # every step, a run resumed mid-epoch draws what an uninterrupted one would without
+                # restoring generator states (which differ with the machine and its GPUs), and
+                # ranks draw differently (after the initialisation every rank drew alike).
+                seed_generators(derived_seed(config.seed, "step", epoch, step, runtime.rank), device)
+                with autocast_context(device, config.amp):
+                    outputs = train_model(images)
+                    loss = training_loss(outputs, labels, config.label_smoothing, aux_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                # Accumulate on the device: no host sync per step.
+                loss_sum += loss.detach() * labels.numel()
+                correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
+                seen += labels.numel()
+                if progress.due(step):  # reading the running numbers syncs with the device: only when shown
+                    rate = (seen - seen_before) / max(time.perf_counter() - started, 1e-9)
+                    progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  acc {100 * correct.item() / seen:.2f}%  "
+                                              f"lr {scheduler.get_last_lr()[0]:.3g}  {rate:,.0f} img/s")
+                if step + 1 == steps_per_epoch:
+                    continue  # the epoch's own checkpoint follows
+                write, stop = schedule.after_step(epoch * steps_per_epoch + step + 1)
+                if write:
+                    sums = gather_running_sums(loss_sum, correct, runtime)
+                    _check_finite(float(sums["loss_sum"].double().sum()), epoch, run_dir, model)  # never save NaN weights
+                    running = {**sums, "seen": seen, "epoch_time_s": epoch_time_before + time.perf_counter() - started}
+                    if runtime.is_main:
+                        atomic_save(state_at(epoch, step + 1, running), run_dir / "last.pt")
+                    schedule.written()
+                    progress.note(f"step {step + 1}/{steps_per_epoch}  checkpoint written: last.pt")
+                if stop:
+                    raise _stopped(signals, runtime, f"at epoch {epoch + 1} step {step + 1}", run_dir)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            epoch_time = epoch_time_before + time.perf_counter() - started
+            progress.close()
+            # The job's loss, accuracy and pace, summed over every rank's shard before they are
+            # checked or logged: a NaN on any rank stops every rank, before a checkpoint. The
+            # last number counts the ranks a signal asked to stop, so all stop after this epoch.
+            totals = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device),
+                                  torch.tensor(float(signals.received is not None), device=device)])
+            if runtime.distributed:
+                sum_over_ranks(totals)
+                epoch_time = max_over_ranks(epoch_time, device)
+            loss_total, correct_total, seen_total, stop_votes = totals.tolist()
+            train_time += epoch_time
+            train_loss = loss_total / seen_total
+            _check_finite(train_loss, epoch, run_dir, model)
+            test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
+            is_best = test["acc1"] > best_acc
             if is_best:
-                atomic_save(state, run_dir / "best.pt")
+                best_acc, best_epoch = test["acc1"], epoch + 1
+            record = {
+                "epoch": epoch + 1, "epochs": config.epochs,
+                "train_loss": train_loss, "train_acc": correct_total / seen_total,
+                "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
+                "lr": scheduler.get_last_lr()[0],
+                "train_images": int(seen_total), "test_images": test["n"],
+                "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
+            }
+            logger.log_epoch(record)
+            if runtime.is_main:
+                state = state_at(epoch + 1)
+                atomic_save(state, run_dir / "last.pt")
+                if is_best:
+                    atomic_save(state, run_dir / "best.pt")
+            schedule.written()
+            if stop_votes > 0 and epoch + 1 < config.epochs:
+                raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}", run_dir)
     result = {
         "run_dir": str(run_dir), "model": config.model, "dataset": spec.name, "device": str(device),
         "epochs": config.epochs, "best_acc": best_acc, "best_epoch": best_epoch,
@@ -331,3 +426,44 @@ def _final_test_loss(run_dir: Path, checkpoint: dict) -> float | None:
             if record.get("epoch") == checkpoint["epoch"]:
                 return record.get("test_loss")
     return None
+
+
+def _check_finite(train_loss: float, epoch: int, run_dir: Path, model: torch.nn.Module) -> None:
+    """A NaN or infinite loss, or weights an update made so, stop the run before any
+    checkpoint holds them (the loss of a step is computed before its update)."""
+    problem = None
+    if not math.isfinite(train_loss):
+        problem = f"the training loss became {train_loss}"
+    elif not torch.isfinite(torch.stack([parameter.detach().abs().amax() for parameter in model.parameters()]).max()):
+        problem = "the weights became infinite or NaN"
+    if problem is not None:
+        raise ConvzooError(
+            f"{problem} in epoch {epoch + 1}; the run stopped and its last good "
+            f"checkpoint in {run_dir} (if any) is kept. Lower --lr, or set grad_clip in the config."
+        )
+
+
+def _stopped(signals: StopSignals, runtime: Runtime, where: str, run_dir: Path) -> StoppedBySignal:
+    """The error that ends a run a signal stopped, once every rank has stopped at the same
+    step and rank 0 has written last.pt (the barrier: no rank leaves before that file exists)."""
+    import signal
+
+    if runtime.distributed:
+        barrier()
+    received = signals.received or signal.SIGTERM
+    by = received.name if signals.received else "a signal to another rank"
+    return StoppedBySignal(f"stopped by {by} {where}; resume with --resume {run_dir}", received.value)
+
+
+def _forget_epochs_after(run_dir: Path, epoch: int) -> None:
+    """Drop ``metrics.jsonl`` lines past the checkpoint's ``epoch``: a run killed after logging
+    an epoch but before its last.pt was written trains that epoch again, and logs it again."""
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if not line.strip() or json.loads(line).get("epoch", 0) <= epoch]
+    if len(kept) != len(lines):
+        path.write_text("".join(line + "\n" for line in kept))

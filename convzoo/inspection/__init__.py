@@ -9,6 +9,9 @@ Every command that looks inside a model (``probe``, ``visualize``, ``explain``,
     model = build_source_model(source, device)                       # eval mode, weights loaded
     images = select_images(spec, preprocessing, indices=[0, 1])     # pixels in [0, 1]
     logits = model(preprocessing.normalize(images.pixels))
+
+``load_subject`` runs the first three steps at once for the commands that look at one
+model on one device (``visualize``, ``explain``, ``attack``, ``visualize erf``).
 """
 
 from __future__ import annotations
@@ -42,5 +45,9 @@ def class_names_for(source: ModelSource, spec: DatasetSpec) -> tuple[str, ...]:
 __all__ = [
     "InputImages", "InspectionRun", "ModelSource", "PixelInputModel", "Preprocessing", "build_source_model",
     "class_names_for", "enlarge_for_display", "input_pipeline", "load_dataset_images", "load_image_files",
-    "model_input_side", "read_image_file", "resolve_model_source", "sample_indices", "select_images", "source_spec",
+    "Subject", "load_subject", "model_input_side", "read_image_file", "resolve_model_source", "sample_indices",
+    "select_images", "source_spec",
 ]
+
+
+from convzoo.inspection.subject import Subject, load_subject  # noqa: E402 - it uses input_pipeline above

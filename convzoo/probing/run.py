@@ -55,6 +55,11 @@ class ProbeSettings:
     num_workers: int | None = None
     """DataLoader workers for ``imagefolder:`` datasets (in-memory datasets need none);
     None: training's default (``convzoo.data.default_num_workers``)."""
+    channels_last: bool | None = None
+    """Channels-last memory; None: where it measured faster (``convzoo.engine.fast_path``)."""
+    compile: bool = False
+    """``torch.compile`` the backbone (its first batch compiles)."""
+    compile_mode: str | None = None
 
 
 Backbone = ModelSource
@@ -133,6 +138,12 @@ def probe_exits(
     steps = len(loaders.train)
     cache = FeatureCache(steps * settings.batch_size, seed) if settings.cache_features else None
     with FeatureTaps(model, exits) as taps:
+        if settings.compile or settings.compile_mode:
+            from convzoo.engine.fast_path import compile_model
+
+            # Compiled after the taps' hooks are on, so that dynamo traces them in.
+            taps.model = compile_model(model, device, settings.compile_mode)
+
         def epoch_batches(epoch: int) -> Batches:
             if cache is not None and epoch > 0:
                 batches = cache.replay(epoch)
@@ -203,6 +214,9 @@ def probe(
     run folder and returns the results object that ``--json`` prints.
     """
     from convzoo.data import build_loaders
+    from convzoo.engine.fast_path import (
+        check_compile_mode, check_compile_toolchain, to_memory_format, use_channels_last,
+    )
     from convzoo.engine.logging import RunLogger
     from convzoo.engine.runtime import pick_device
     from convzoo.probing.report import write_outputs
@@ -222,10 +236,15 @@ def probe(
                                    batch_size=quick_cap(settings.batch_size, QUICK_TRAIN_SIZE))
     if settings.lr <= 0:
         raise ConvzooError(f"--lr must be positive, got {settings.lr}.")
+    check_compile_mode(settings.compile_mode)
     torch_device = pick_device(device)
+    if settings.compile or settings.compile_mode:
+        check_compile_toolchain(torch_device)  # before a run folder exists
     seed = backbone.config.seed if settings.seed is None else settings.seed
     shape, spec, pad_to = input_shape(backbone, dataset)
-    model = build_backbone(backbone, shape[1], seed, trained=True, device=torch_device)
+    channels_last = use_channels_last(backbone.config.model, torch_device, conv=backbone.config.conv,
+                                      requested=settings.channels_last)
+    model = to_memory_format(build_backbone(backbone, shape[1], seed, trained=True, device=torch_device), channels_last)
     exits = choose_exits(
         model, torch.zeros(1, *shape, device=torch_device), settings.layers, settings.features,
         get_model_info(backbone.config.model).probe_layers,
@@ -235,7 +254,7 @@ def probe(
         spec, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size, device=torch_device,
         data_dir=backbone.config.data_dir, seed=seed, augment=False, train_size=settings.train_size,
         test_size=quick_cap(None, QUICK_TEST_SIZE),
-        pad_to=pad_to, channels_last=torch_device.type == "cuda", num_workers=settings.num_workers,
+        pad_to=pad_to, channels_last=channels_last, num_workers=settings.num_workers,
     )
     if len(loaders.train) == 0:
         raise ConvzooError(
@@ -253,7 +272,8 @@ def probe(
                               "trained" if backbone.state is not None else "random")
         random = None
         if settings.compare_random:
-            twin = build_backbone(backbone, shape[1], seed, trained=False, device=torch_device)
+            twin = to_memory_format(build_backbone(backbone, shape[1], seed, trained=False, device=torch_device),
+                                    channels_last)
             random = probe_exits(twin, exits, loaders, spec.num_classes, settings, seed, torch_device, logger, "random")
         result = results_object(backbone, spec, exits, trained, random, settings, seed, torch_device, run_dir)
         write_outputs(result, run_dir, logger.writer)

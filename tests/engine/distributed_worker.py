@@ -4,8 +4,10 @@ injected and what each rank did recorded (not a test module itself).
     torchrun --standalone --nproc-per-node 2 distributed_worker.py RECORDS -- FAULT ARGS [-- FAULT ARGS ...]
 
 Runs ``convzoo ARGS`` once per ``--``-separated group, in these same processes, with its
-FAULT: ``none``, ``nan`` (rank 1's loss at its 4th step is NaN) or ``raise`` (rank 1
-raises at the start of epoch 2, once epoch 1's last.pt exists). After each command every
+FAULT: ``none``, ``nan`` (rank 1's loss at its 4th step is NaN), ``raise`` (rank 1
+raises at the start of epoch 2, once epoch 1's last.pt exists), ``sigterm`` (rank 1, and
+only rank 1, receives SIGTERM during its 2nd step) or ``kill9`` (rank 1 kills itself with
+SIGKILL once rank 0 has written the first mid-epoch last.pt; the job ends). After each command every
 rank rewrites RECORDS/rank<N>.json: one entry per command with its exit code, evaluation
 counts, times and whether it destroyed the process group.
 
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
 import convzoo.cli
@@ -73,26 +77,43 @@ def recorded_destroy(destroy):
 
 
 def failing_set_epoch(set_epoch):
-    def set_epoch_or_raise(loader, epoch):
+    def set_epoch_or_raise(loader, epoch, *args):
         if now()["fault"] == "raise" and RANK == 1 and epoch == 1:
             deadline = time.time() + 60
             while not (now()["run_dir"] / "last.pt").exists() and time.time() < deadline:
                 time.sleep(0.1)  # let rank 0 write epoch 1's checkpoint first
             now()["raised_at"] = time.time()
             raise RuntimeError("injected failure on rank 1")
-        set_epoch(loader, epoch)
+        set_epoch(loader, epoch, *args)
     return set_epoch_or_raise
 
 
-def nan_loss_at_fourth_step(training_loss):
-    def loss_or_nan(*args, **kwargs):
+def killed_after_first_mid_epoch_checkpoint(gather_running_sums):
+    """Every rank gathers its running sums just before rank 0 writes a mid-epoch last.pt."""
+    def gather_then_die(*args, **kwargs):
+        sums = gather_running_sums(*args, **kwargs)
+        if now()["fault"] == "kill9" and RANK == 1:
+            last, deadline = now()["run_dir"] / "last.pt", time.time() + 60
+            while time.time() < deadline:
+                if last.exists() and torch.load(last, weights_only=True).get("step"):
+                    break
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return sums
+    return gather_then_die
+
+
+def nan_loss_at_fourth_step_or_sigterm_at_second(training_loss):
+    def loss_or_fault(*args, **kwargs):
         loss = training_loss(*args, **kwargs)
-        if now()["fault"] == "nan" and RANK == 1:
+        if now()["fault"] in ("nan", "sigterm") and RANK == 1:
             now()["steps"] = now().get("steps", 0) + 1
-            if now()["steps"] == 4:
+            if now()["fault"] == "nan" and now()["steps"] == 4:
                 return loss * float("nan")
+            if now()["fault"] == "sigterm" and now()["steps"] == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
         return loss
-    return loss_or_nan
+    return loss_or_fault
 
 
 def main() -> None:
@@ -106,11 +127,12 @@ def main() -> None:
 
     engine.evaluate = counting_evaluate(engine.evaluate)
     engine.train = timed_train(engine.train)
-    engine.training_loss = nan_loss_at_fourth_step(engine.training_loss)
+    engine.training_loss = nan_loss_at_fourth_step_or_sigterm_at_second(engine.training_loss)
     if RANK == 0:
         engine.atomic_save = slow_save(engine.atomic_save)
     dist.destroy_process_group = recorded_destroy(dist.destroy_process_group)
     InMemoryLoader.set_epoch = failing_set_epoch(InMemoryLoader.set_epoch)
+    engine.gather_running_sums = killed_after_first_mid_epoch_checkpoint(engine.gather_running_sums)
 
     for fault, *args in groups:
         run_dir = Path(args[args.index("--out") + 1]) / args[args.index("--name") + 1] if "--name" in args else None

@@ -77,9 +77,12 @@ class Stopped(Exception):
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """One two-process job, three commands: a run whose 4th step gives rank 1 (only) a NaN
-    loss; a one-process run stopped after epoch 1, resumed with two processes; a new run
-    that rank 1 breaks at the start of epoch 2, after epoch 1's last.pt exists."""
+    """One two-process job, seven commands: a run whose 4th step gives rank 1 (only) a NaN
+    loss; a one-process run stopped after epoch 1, resumed with two processes; a run with
+    mid-epoch checkpoints (the reference of the runs stopped and resumed); ``--sync-bn``,
+    which gloo cannot do; the reference run again, SIGTERM sent to rank 1 only in its 2nd
+    step, then resumed; a new run that rank 1 breaks at the start of epoch 2, after epoch
+    1's last.pt exists (last: rank 0 is left in a collective that rank 1 never joins)."""
     out = tmp_path_factory.mktemp("job")
     with pytest.MonkeyPatch.context() as patch:
         import convzoo.engine.train as engine
@@ -98,6 +101,10 @@ def job(tmp_path_factory):
         out / "records",
         ("nan", train_args(out, "nan", "--epochs", "1")),
         ("none", ["train", "--resume", str(out / "one"), "--json"]),
+        ("none", train_args(out, "reference", "--checkpoint-every", "3")),
+        ("none", train_args(out, "syncbn", "--sync-bn")),
+        ("sigterm", train_args(out, "terminated", "--checkpoint-every", "3")),
+        ("none", ["train", "--resume", str(out / "terminated"), "--json"]),
         ("raise", train_args(out, "two")),
     )
     ended = time.time()
@@ -110,11 +117,11 @@ def test_a_rank_that_raises_stops_the_job_within_a_minute_with_one_line(job):
     the process group down collectively (NCCL would hang for its 10-minute timeout), and the
     peer's broken collective is not a second error to report."""
     assert job["completed"].returncode != 0
-    broken = job["ranks"][1][2]
+    broken = next(command for command in job["ranks"][1] if command["fault"] == "raise")
     assert job["ended"] - broken["raised_at"] < 60
     (line,) = [line for line in error_lines(job["completed"].stderr) if "rank 1: RuntimeError" in line]
     assert line.startswith("error: rank 1: RuntimeError: injected failure on rank 1"), line
-    assert len(error_lines(job["completed"].stderr)) == 2  # this one and the NaN run's
+    assert len(error_lines(job["completed"].stderr)) == 4  # this one, the NaN run's, --sync-bn's and SIGTERM's
 
 
 def test_a_two_process_run_resumes_with_one_process(job):
@@ -145,10 +152,10 @@ def test_a_nan_on_one_rank_stops_every_rank_before_a_checkpoint(job):
 def test_a_one_process_run_resumes_with_two_processes(job):
     completed = job["completed"]
     assert [rank[1]["exit_code"] for rank in job["ranks"]] == [0, 0], completed.stderr
-    (line,) = completed.stdout.strip().splitlines()  # one result, from rank 0 only
-    result = json.loads(line)
     run_dir = job["out"] / "one"
-    assert result["run_dir"] == str(run_dir) and result["complete"]
+    results = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    (result,) = [result for result in results if result["run_dir"] == str(run_dir)]  # one, from rank 0 only
+    assert result["complete"]
     assert "256 images" in completed.stderr and "x2" in completed.stderr
     assert (run_dir / "last.pt").is_file()
     first, second = epoch_records(run_dir)
@@ -167,3 +174,63 @@ def test_sharded_evaluation_counts_every_test_image_once(job):
 def test_other_ranks_leave_only_after_rank_0_has_written_its_files(job):
     rank0, rank1 = (rank[1] for rank in job["ranks"])
     assert rank1["train_returned"] >= rank0["last_write_done"]
+
+
+def test_sync_bn_on_cpu_processes_is_one_line_saying_it_needs_gpus(job):
+    """PyTorch's SyncBatchNorm has no CPU kernel (gloo jobs): refused before training, in one line."""
+    (line,) = [line for line in error_lines(job["completed"].stderr) if "--sync-bn" in line]
+    assert "--sync-bn needs GPUs" in line and "--device cuda" in line
+    assert not (job["out"] / "syncbn").exists()
+
+
+@pytest.fixture(scope="module")
+def killed_job(job):
+    """The reference run of ``job`` again in a job of its own, rank 1 killed with SIGKILL just
+    after the first mid-epoch last.pt (step 3 of 4); then resumed through
+    ``convzoo train --nproc-per-node 2``, which starts torchrun itself."""
+    out = job["out"]
+    killed = torchrun(out / "records-kill", ("kill9", train_args(out, "killed", "--checkpoint-every", "3")))
+    saved = torch.load(out / "killed" / "last.pt", weights_only=True)
+    resumed = subprocess.run([sys.executable, "-m", "convzoo", "train", "--resume", str(out / "killed"),
+                              "--nproc-per-node", "2", "--json"], capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return {"killed": killed, "saved": saved, "resumed": resumed, "out": out}
+
+
+def test_kill_9_of_one_rank_stops_the_job_with_one_line_saying_how_to_resume(killed_job):
+    completed, run_dir = killed_job["killed"], killed_job["out"] / "killed"
+    assert completed.returncode != 0
+    assert (killed_job["saved"]["epoch"], killed_job["saved"]["step"]) == (0, 3)
+    (line,) = error_lines(completed.stderr)
+    assert line.startswith("error: rank 0: lost another process of the job (")
+    assert line.endswith(f"it died or was killed, and the job stops; resume with --resume {run_dir}.")
+
+
+def test_a_job_resumed_after_kill_9_through_nproc_per_node_ends_bit_identical(killed_job):
+    resumed = killed_job["resumed"]
+    assert resumed.returncode == 0, resumed.stderr
+    (line,) = resumed.stdout.strip().splitlines()
+    assert json.loads(line)["complete"]
+    assert "continuing epoch 1 at step 3/4" in resumed.stderr
+    reference = torch.load(killed_job["out"] / "reference" / "last.pt", weights_only=True)["model"]
+    weights = torch.load(killed_job["out"] / "killed" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(weights[key], reference[key]) for key in reference)
+    numbers = ("epoch", "train_loss", "train_acc", "train_images", "test_loss", "test_acc", "lr")
+    logged = [[record[key] for key in numbers] for record in epoch_records(killed_job["out"] / "killed")]
+    assert logged == [[record[key] for key in numbers] for record in epoch_records(killed_job["out"] / "reference")]
+
+
+def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_the_resumed_run_is_bit_identical(job):
+    """Rank 1 alone gets SIGTERM in its 2nd step: the ranks agree to stop after that step,
+    rank 0 writes last.pt there and says so in one line, every rank exits 143; resumed, the
+    run ends as the reference run (same arguments, never stopped) did."""
+    stopped = [next(command for command in rank if command["fault"] == "sigterm") for rank in job["ranks"]]
+    assert [command["exit_code"] for command in stopped] == [143, 143]
+    run_dir = job["out"] / "terminated"
+    (line,) = [line for line in error_lines(job["completed"].stderr) if "stopped by" in line]
+    assert line == f"error: stopped by a signal to another rank at epoch 1 step 2; resume with --resume {run_dir}"
+    results = [json.loads(line) for line in job["completed"].stdout.splitlines() if line.startswith("{")]
+    assert [result["complete"] for result in results if result["run_dir"] == str(run_dir)] == [True]
+    reference = torch.load(job["out"] / "reference" / "last.pt", weights_only=True)["model"]
+    weights = torch.load(run_dir / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(weights[key], reference[key]) for key in reference)

@@ -1,0 +1,217 @@
+"""The fast path: channels-last and compiled models compute what the default does, still
+train, checkpoint the plain model; fused optimiser steps on CUDA only; bad settings are one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from convzoo.config import TrainConfig
+from convzoo.engine import fast_path
+from convzoo.engine.checkpoint import load_checkpoint
+from convzoo.engine.optim import build_optimizer
+from convzoo.engine.train import train
+from convzoo.errors import ConvzooError
+from convzoo.registry import create_model
+
+
+def small_config(tmp_path, **changes) -> TrainConfig:
+    values = dict(model="lenet5", dataset="synthetic", epochs=1, batch_size=32, train_size=512, test_size=256,
+                  lr=0.05, schedule="constant", out=str(tmp_path / "runs"), name="run", seed=3, device="cpu")
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def test_an_explicit_choice_wins_and_cuda_always_gets_channels_last():
+    assert fast_path.use_channels_last("resnet20", "cpu", requested=False) is False
+    assert fast_path.use_channels_last("resnet20", "cpu", requested=True) is True
+    assert fast_path.use_channels_last("lenet5", "cuda") is True
+    assert fast_path.use_channels_last("lenet5", "mps") is False
+
+
+def test_cpu_default_follows_the_measured_table(monkeypatch):
+    monkeypatch.setattr(fast_path, "CPU_CHANNELS_LAST_SPEEDUP", {"resnet20": 1.4, "resnet18": 0.9, "vgg11_bn": 1.0})
+    assert fast_path.use_channels_last("resnet20", "cpu") is True
+    assert fast_path.use_channels_last("resnet18", "cpu") is False
+    assert fast_path.use_channels_last("resnet50", "cpu") is False  # unmeasured: its family's lowest ratio
+    assert fast_path.use_channels_last("vgg11_bn", "cpu") is False
+    assert fast_path.use_channels_last("densenet121", "cpu") is False  # no measurement in its family: NCHW
+    monkeypatch.setattr(fast_path, "CPU_CHANNELS_LAST_SCRATCH_SPEEDUP", {"resnet20": 0.8})
+    assert fast_path.use_channels_last("resnet20", "cpu", conv="scratch") is False
+    assert fast_path.use_channels_last("mobilenet_v2", "cpu", conv="scratch") is False  # unmeasured: NCHW
+
+
+def test_the_shipped_table_never_picks_a_layout_measured_slower():
+    for name, ratio in fast_path.CPU_CHANNELS_LAST_SPEEDUP.items():
+        assert fast_path.use_channels_last(name, "cpu") is (ratio >= fast_path.CHANNELS_LAST_THRESHOLD)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2", "googlenet"])
+def test_channels_last_gives_the_default_logits_and_the_same_state_dict(name, one_thread):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, image_size=32).eval()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images)
+    plain_state = {key: value.clone() for key, value in model.state_dict().items()}
+    fast_path.to_memory_format(model, True)
+    assert model.state_dict().keys() == plain_state.keys()
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in plain_state.items())
+    with torch.no_grad():
+        logits = model(images.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_channels_last_run_learns_and_checkpoints_weights_that_load_anywhere(tmp_path, one_thread):
+    result = train(small_config(tmp_path, channels_last=True, epochs=2, train_size=1024), quiet=True)
+    lines = [json.loads(line) for line in (tmp_path / "runs" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    state = load_checkpoint(result["run_dir"] + "/last.pt")["model"]
+    plain = create_model("lenet5", num_classes=10)
+    plain.load_state_dict(state, strict=True)  # an NCHW model takes the weights as they are
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_channels_last_cpu_run_resumes_bit_identically(tmp_path, monkeypatch, one_thread):
+    """With 3-channel images and batch norm (ResNet-20), where channels-last changes every
+    convolution's memory layout: a run killed after epoch 1 and resumed ends with the
+    weights of an uninterrupted run, bit for bit."""
+    import convzoo.engine.train as engine
+
+    config = dict(model="resnet20", channels_last=True, epochs=2, train_size=128, test_size=64,
+                  schedule="cosine", lr=0.05)
+    straight = train(small_config(tmp_path, name="split-free", **config), quiet=True)
+    log_epoch = engine.RunLogger.log_epoch
+
+    def die_before_epoch_two_is_saved(logger, record):
+        if record["epoch"] == 2:
+            raise Interrupted
+        log_epoch(logger, record)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.RunLogger, "log_epoch", die_before_epoch_two_is_saved)
+        with pytest.raises(Interrupted):
+            train(small_config(tmp_path, name="split", **config), quiet=True)
+    assert load_checkpoint(tmp_path / "runs" / "split" / "last.pt")["epoch"] == 1
+    resumed = train(None, resume=tmp_path / "runs" / "split", quiet=True)
+    weights_straight = load_checkpoint(straight["run_dir"] + "/last.pt")["model"]
+    weights_resumed = load_checkpoint(resumed["run_dir"] + "/last.pt")["model"]
+    assert all(torch.equal(weights_straight[key], weights_resumed[key]) for key in weights_straight)
+
+
+def test_channels_last_and_compile_are_not_run_defining(tmp_path, one_thread):
+    """A run may resume with another layout or with compilation: they change only speed."""
+    from convzoo.engine.train import resume_config
+
+    train(small_config(tmp_path, channels_last=False, train_size=128), quiet=True)
+    config, _ = resume_config(tmp_path / "runs" / "run", {"channels_last": True, "compile": True,
+                                                          "compile_mode": "max-autotune"})
+    assert config.channels_last and config.compile and config.compile_mode == "max-autotune"
+
+
+def test_bad_compile_mode_is_one_line(cli, tmp_path):
+    code, _, err = cli("train", "--model", "lenet5", "--compile-mode", "fastest", "--out", tmp_path)
+    assert code != 0
+    assert err.strip().count("\n") == 0 and "--compile-mode" in err
+    assert "max-autotune" in err and "Traceback" not in err
+
+
+def test_compile_without_a_cxx_compiler_says_what_is_missing(monkeypatch):
+    monkeypatch.setattr(fast_path.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ConvzooError, match="C\\+\\+ compiler"):
+        fast_path.compile_model(torch.nn.Linear(2, 2), "cpu")
+
+
+def test_cpu_optimizers_keep_torchs_default_implementation():
+    model = create_model("lenet5", num_classes=10)
+    for optimizer in ("sgd", "adamw"):
+        built = build_optimizer(model, TrainConfig(optimizer=optimizer))
+        assert not built.defaults.get("fused")
+
+
+def test_fused_steps_are_asked_for_exactly_when_every_parameter_is_on_cuda():
+    class CudaParameter:  # stands in for a CUDA tensor on a machine without one
+        is_cuda = True
+
+        def is_floating_point(self) -> bool:
+            return True
+
+    for optimizer in (torch.optim.SGD, torch.optim.AdamW):
+        assert fast_path.fused_optimizer_kwargs([CudaParameter(), CudaParameter()], optimizer) == {"fused": True}
+        assert fast_path.fused_optimizer_kwargs([CudaParameter(), torch.zeros(2)], optimizer) == {}
+    assert fast_path.fused_optimizer_kwargs([], torch.optim.SGD) == {}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_cuda_optimizers_are_fused(optimizer):
+    model = create_model("resnet20", num_classes=10).cuda()
+    built = build_optimizer(model, TrainConfig(optimizer=optimizer))
+    assert built.defaults["fused"] is True
+    images = torch.randn(4, 3, 32, 32, device="cuda")
+    torch.nn.functional.cross_entropy(model(images), torch.zeros(4, dtype=torch.long, device="cuda")).backward()
+    built.step()  # a fused step runs
+
+
+@pytest.mark.slow
+def test_a_compiled_run_learns_checkpoints_the_plain_model_and_computes_the_eager_logits(tmp_path, one_thread, capsys):
+    """One inductor compile of LeNet-5's training forward (and its backward): the run logs
+    its first step's time, its loss falls, and its checkpoint holds the plain module's keys
+    (no ``_orig_mod.`` prefix). The compiled forward then gives the eager logits."""
+    result = train(small_config(tmp_path, compile=True, epochs=2, train_size=512, batch_size=64),
+                   progress_bars=False, step_lines=False)
+    assert "torch.compile: first step took" in capsys.readouterr().err
+    lines = [json.loads(line) for line in (tmp_path / "runs" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    state = load_checkpoint(result["run_dir"] + "/last.pt")["model"]
+    assert not any(key.startswith("_orig_mod.") for key in state)
+    model = create_model("lenet5", num_classes=10)
+    model.load_state_dict(state, strict=True)
+    images = torch.randn(64, 1, 32, 32)  # the run's batch shape, in training mode: its compiled graph is reused
+    torch.testing.assert_close(fast_path.compile_model(model, "cpu")(images), model(images), rtol=1e-4, atol=1e-4)
+
+
+def test_eval_and_probe_pass_compile_and_layout_through(cli, tmp_path, monkeypatch, one_thread):
+    """``--compile --compile-mode M`` and ``--no-channels-last`` reach the model of eval and
+    probe (the compile itself is the slow test's; here a spy stands in for it)."""
+    calls = []
+
+    def spy(model, device, mode=None, report_first_step=None):
+        second_conv = [parameter for parameter in model.parameters() if parameter.ndim == 4][1]
+        calls.append((mode, second_conv.is_contiguous(memory_format=torch.channels_last)))
+        return model
+
+    monkeypatch.setattr(fast_path, "compile_model", spy)
+    result = train(small_config(tmp_path, train_size=64, test_size=64), quiet=True)
+    checkpoint = result["run_dir"] + "/last.pt"
+    code, _, err = cli("eval", "--checkpoint", checkpoint, "--device", "cpu", "--compile-mode", "max-autotune",
+                       "--no-channels-last", "--json")
+    assert code == 0, err
+    code, _, err = cli("probe", "--checkpoint", checkpoint, "--epochs", "1", "--train-size", "64", "--batch-size", "32", "--compile",
+                       "--channels-last", "--layers", "features.4", "--device", "cpu", "--out", tmp_path / "runs",
+                       "--name", "p", "--json")
+    assert code == 0, err
+    assert calls == [("max-autotune", False), (None, True)]
+
+
+def test_a_state_saved_with_fused_steps_resumes_with_this_devices_implementation():
+    """A checkpoint from CUDA (fused SGD) resumed on CPU keeps CPU's default steps."""
+    from convzoo.engine.optim import load_optimizer_state
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    weight.grad = torch.ones(3)
+    optimizer.step()
+    saved = optimizer.state_dict()
+    saved["param_groups"][0]["fused"] = True  # as written by a CUDA run
+    resumed = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    load_optimizer_state(resumed, saved)
+    assert not resumed.param_groups[0]["fused"]
+    assert torch.equal(resumed.state[weight]["momentum_buffer"], optimizer.state[weight]["momentum_buffer"])
+    resumed.step()  # CPU steps still work
