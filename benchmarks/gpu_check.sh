@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What only a CUDA GPU can show, in one command of at most about eight minutes: the
+# What only a CUDA GPU can show, in one command sized for about eight minutes: the
 # `cuda`-marked tests, short end-to-end CUDA runs through the CLI, the time-to-accuracy
 # recipes, `convzoo bench` beside torchvision and timm, the scratch convolution against
 # cuDNN, and `convzoo probe` on CUDA.
@@ -93,6 +93,15 @@ check resnet20_fashion_mnist 150 python -m convzoo train --config configs/resnet
 # 6. `convzoo probe` on CUDA, on the LeNet-5 just trained.
 check probe_cuda 60 python -m convzoo probe --checkpoint "$work/runs/lenet5-mnist/best.pt" --device cuda \
     --out "$work/probe" --json
+
+# 6b. Issue 12's pictures on CUDA, timed: FGSM and PGD over the whole MNIST test split at seven
+#     epsilons, saliency/SmoothGrad/Grad-CAM with the sanity check, and ResNet-56's effective field.
+check attack_cuda 90 python -m convzoo attack --checkpoint "$work/runs/lenet5-mnist/best.pt" --method fgsm,pgd \
+    --device cuda --out "$work/inspect" --json
+check explain_cuda 90 python -m convzoo explain --checkpoint "$work/runs/lenet5-mnist/best.pt" --samples 8 \
+    --method saliency,smoothgrad,gradcam --sanity --device cuda --out "$work/inspect" --json
+check erf_cuda 60 python -m convzoo visualize erf --model resnet56 --random-init --dataset fashion-mnist --samples 32 \
+    --device cuda --out "$work/inspect" --json
 
 # 7. The scratch convolution against cuDNN, ResNet-50's layers (forward + backward).
 check scratch_conv_vs_cudnn 90 python benchmarks/bench_conv.py --device cuda --models resnet50 --batch-size 32 \
