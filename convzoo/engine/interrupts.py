@@ -63,8 +63,8 @@ class StopSignals:
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
     """``worker_init_fn`` of DataLoader workers: Ctrl-C reaches every process of the
-    terminal's group, and a cluster may signal every process of a job; a worker that died
-    of it would fail the very step the training process wants to finish. The workers stop
-    when the training process closes its loader (or exits)."""
-    for number in STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
+    terminal's group, and a worker that died of it would fail the very step the training
+    process wants to finish, so workers ignore SIGINT. Not SIGTERM: ``multiprocessing``
+    ends a process's leftover daemonic workers at exit with SIGTERM and then waits for
+    them, so a worker deaf to it would hang that exit forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
