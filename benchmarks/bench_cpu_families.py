@@ -10,7 +10,11 @@ images/s do not). The columns:
 - channels-last eager: the same model and batch in channels-last memory;
 - convzoo default: what ``convzoo train`` runs on this CPU (``engine.fast_path``: one
   of the two columns before it, per family) — the same timing, named again;
-- torchvision: torchvision's build of the same network, as its users run it (NCHW eager).
+- torchvision: torchvision's build of the same network, as its users run it (NCHW eager);
+- with ``--compiled``, convzoo's default layout under ``torch.compile`` (inductor), which
+  ``convzoo train --compile`` runs: its steady-state speed and its first step's time,
+  compilation included (set ``TORCHINDUCTOR_CACHE_DIR`` to an empty folder to time a cold
+  compile).
 
 At small inputs (32x32: the CIFAR/MNIST regime) convzoo builds its small-input variants
 (3x3 stems, no max-pool), which torchvision does not have; so families with a torchvision
@@ -20,6 +24,7 @@ layer for layer (see ``convzoo.benchmarking.peers``).
     python benchmarks/bench_cpu_families.py                                 # the full table
     python benchmarks/bench_cpu_families.py --steps 2 --warmup 1 --models lenet5,resnet20   # smoke run
     python benchmarks/bench_cpu_families.py --conv scratch --models resnet20,mobilenet_v2 --peer-size 0
+    python benchmarks/bench_cpu_families.py --compiled --models lenet5,resnet20 --peer-size 0 --batch-size 128
 """
 
 from __future__ import annotations
@@ -69,7 +74,10 @@ def measure_row(name: str, side: int, peers: bool, args: argparse.Namespace) -> 
     if info.fixed_input_size:
         side = info.input_size[1]
     build = builder(name, args.num_classes, channels, side, args.conv)
+    default = "channels_last" if use_channels_last(name, "cpu", conv=args.conv) else "nchw"
     contenders = [Contender("nchw", build, channels_last=False), Contender("channels_last", build, channels_last=True)]
+    if args.compiled:
+        contenders.append(Contender("compiled", build, channels_last=default == "channels_last", compile=True))
     notes: list[str] = []
     if peers:
         found, notes = peer_contenders(name, ["torchvision"], args.num_classes, channels, side)
@@ -77,12 +85,15 @@ def measure_row(name: str, side: int, peers: bool, args: argparse.Namespace) -> 
     settings = BenchSettings(batch_size=args.batch_size, input_size=(channels, side, side), steps=args.steps,
                              warmup=args.warmup, num_classes=args.num_classes)
     results = {result.implementation: result for result in run_benchmark(name, contenders, ["train"], settings)}
-    default = "channels_last" if use_channels_last(name, "cpu", conv=args.conv) else "nchw"
     row = {"model": name, "input": f"{channels}x{side}x{side}", "batch": results["nchw"].batch_size,
            "nchw": results["nchw"].images_per_s, "channels_last": results["channels_last"].images_per_s,
            "default_layout": default, "default": results[default].images_per_s,
            "torchvision": results["torchvision"].images_per_s if "torchvision" in results else None, "notes": notes}
+    if "compiled" in results:
+        row["compiled"], row["compile_s"] = results["compiled"].images_per_s, results["compiled"].compile_s
     peer = f", torchvision {row['torchvision']:,.1f} img/s" if row["torchvision"] else ""
+    if "compiled" in row:
+        peer += f", compiled {row['compiled']:,.1f} img/s (first step {row['compile_s']:.1f} s)"
     print(f"  {name} {row['input']}: NCHW {row['nchw']:,.1f} img/s, channels-last {row['channels_last']:,.1f} img/s "
           f"({row['channels_last'] / row['nchw']:.2f}x){peer}", file=sys.stderr, flush=True)
     return row
@@ -98,8 +109,9 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         f"command: python {' '.join(sys.argv)}",
         "",
         "| model | input | NCHW eager img/s | channels-last img/s | convzoo default | default / NCHW "
-        "| torchvision img/s | default / torchvision |",
-        "|---|---|---:|---:|---|---:|---:|---:|",
+        "| torchvision img/s | default / torchvision |" + (" compiled img/s | compiled / default | first compiled step (s) |"
+                                                           if args.compiled else ""),
+        "|---|---|---:|---:|---|---:|---:|---:|" + ("---:|---:|---:|" if args.compiled else ""),
     ]
     for row in rows:
         versus = "-" if row["torchvision"] is None else f"{row['default'] / row['torchvision']:.2f}"
@@ -107,6 +119,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
             f"| {row['model']} | {row['input']} | {rate(row['nchw'])} | {rate(row['channels_last'])} "
             f"| {row['default_layout'].replace('_', '-')} {rate(row['default'])} | {row['default'] / row['nchw']:.2f} "
             f"| {rate(row['torchvision'])} | {versus} |"
+            + (f" {rate(row['compiled'])} | {row['compiled'] / row['default']:.2f} | {row['compile_s']:.1f} |"
+               if "compiled" in row else "")
         )
     return "\n".join(lines)
 
@@ -123,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--conv", choices=("torch", "scratch"), default="torch")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice).")
+    parser.add_argument("--compiled", action="store_true",
+                        help="Also time convzoo's default layout under torch.compile (slow: it compiles each model).")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,10 +9,10 @@ follow NVIDIA's and PyTorch's guidance until a GPU check times them):
   measured with ``benchmarks/bench_cpu_families.py`` (NCHW and channels-last training steps
   interleaved in one process). It changes only where numbers sit in memory: the weights,
   their ``state_dict`` keys and values are those of the NCHW model.
-- **torch.compile** is opt-in (``--compile``): on a 2-core CPU its first step compiled for
-  99 s (LeNet-5) and 167 s (ResNet-20); later steps ran 1.50x faster than eager for
-  ResNet-20 but 0.92x for LeNet-5 (README "Speed"). Following the DDP notes of PyTorch, a
-  distributed model is wrapped in DDP first and compiled afterwards, so that dynamo's
+- **torch.compile** is opt-in (``--compile``): on a quiet 2-core CPU its first step
+  compiled for 28-124 s, and later steps ran at 0.70x (LeNet-5), 1.02-1.04x (ResNet-20)
+  and 1.00x (MobileNet-v2) the eager default's speed (README "Speed"). Following the DDP
+  notes of PyTorch, a distributed model is wrapped in DDP first and compiled afterwards, so that dynamo's
   DDPOptimizer can split the graph at DDP's gradient buckets.
 - **Fused optimiser steps** (one kernel for every parameter's update) on CUDA; CPU keeps
   torch's default (foreach) implementation, whose results the CPU resume tests pin.
@@ -33,19 +33,24 @@ from convzoo.config import COMPILE_MODES
 from convzoo.errors import ConvzooError
 
 CPU_CHANNELS_LAST_SPEEDUP: dict[str, float] = {
-    "lenet5": 1.23, "alexnet": 1.19, "vgg11_bn": 1.18, "vgg16": 0.99, "googlenet": 1.24, "resnet20": 1.09,
+    "lenet5": 1.23, "alexnet": 1.13, "vgg11_bn": 1.10, "vgg16": 0.99, "googlenet": 1.24, "resnet20": 1.09,
     "resnet56": 1.11, "resnet18": 0.95, "resnet50": 1.15, "densenet121": 1.11, "mobilenet_v2": 1.17, "bagnet17": 1.08,
 }
 """Training-step speed of channels-last over NCHW on CPU, per model (>1: channels-last is
 faster), both layouts' steps interleaved in one process on a quiet machine
-(``benchmarks/bench_cpu_families.py``: 32x32 input, batch 32, 2 cores, torch 2.14.1,
-2026-11-29; BENCHMARKS.md; the lower of two runs for MobileNet-v2). A model not measured
-takes the lowest ratio measured in its family: ResNet-18 at 32x32 (0.95) keeps the
-unmeasured ResNets in NCHW, VGG-16 (0.99) the unmeasured VGGs."""
+(``benchmarks/bench_cpu_families.py``: 32x32 input, 2 cores, torch 2.14.1, 2026-11-29;
+BENCHMARKS.md). Each value is the lowest of the runs at batch 32 and batch 128 (the
+configs' batch), so a model takes channels-last only where it was faster at both: at
+batch 128 every model measured here was (1.05-1.48), at batch 32 ResNet-18 (0.95) and
+VGG-16 (0.99) were not. A model not measured takes the lowest ratio measured in its
+family: the unmeasured ResNets and VGGs keep NCHW."""
 
-CPU_CHANNELS_LAST_SCRATCH_SPEEDUP: dict[str, float] = {"lenet5": 0.40, "resnet20": 1.20}
+CPU_CHANNELS_LAST_SCRATCH_SPEEDUP: dict[str, float] = {
+    "lenet5": 0.82, "resnet20": 1.02, "mobilenet_v2": 1.29, "vgg11_bn": 1.08,
+}
 """The same ratio with ``conv: scratch`` (convzoo's own convolution, whose kernels choose
-their loops by layout), measured alike on a loaded machine; unmeasured families keep NCHW."""
+their loops by layout), measured alike (``--conv scratch``, batches 32 and 128, the lower
+of the two); families with no measurement keep NCHW."""
 
 
 def measured_speedup(model_name: str, table: dict[str, float]) -> float:

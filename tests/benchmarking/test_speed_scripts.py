@@ -27,6 +27,22 @@ def test_cpu_families_table_has_every_column(capsys, one_thread):
     assert rows[-1].split("|")[7].strip() != "-" and "torch " + __import__("torch").__version__ in out
 
 
+def test_cpu_families_table_reports_compiled_speed_against_the_default():
+    """``--compiled`` adds three columns (speed, ratio to the default layout, first step);
+    compiling for real takes minutes, so the table is built from a measured-like row."""
+    import argparse
+
+    bench = load("bench_cpu_families")
+    args = argparse.Namespace(batch_size=128, steps=5, conv="torch", compiled=True)
+    row = {"model": "resnet20", "input": "3x32x32", "batch": 128, "nchw": 200.0, "channels_last": 250.0,
+           "default_layout": "channels_last", "default": 250.0, "torchvision": None, "notes": [],
+           "compiled": 375.0, "compile_s": 61.25}
+    table = bench.markdown([row], args).splitlines()
+    assert table[3].endswith("compiled img/s | compiled / default | first compiled step (s) |")
+    assert table[4].count("|") == table[3].count("|") == table[5].count("|")
+    assert table[5].endswith("| 375.0 | 1.50 | 61.2 |")
+
+
 def test_imagefolder_benchmark_reports_a_ratio(capsys, tmp_path, one_thread):
     bench = load("bench_imagefolder")
     bench.main(["--images", "16", "--classes", "2", "--batch-size", "4", "--workers", "0", "--repeats", "1",
@@ -34,3 +50,15 @@ def test_imagefolder_benchmark_reports_a_ratio(capsys, tmp_path, one_thread):
     out = capsys.readouterr().out
     assert "| convzoo (tensor) |" in out and "| convzoo (pil) |" in out
     assert out.strip().splitlines()[-1].endswith("| 1.00 |")  # the canonical pipeline, against itself
+
+
+def test_lenet_recipe_benchmark_times_each_contender_whole_process(capsys, data_dir):
+    from tests.conftest import require_dataset
+
+    require_dataset(data_dir, "MNIST")
+    bench = load("bench_lenet_recipe")
+    bench.main(["--data-dir", str(data_dir), "--rounds", "1", "--variant", "batch 64=--batch-size 64",
+                "--common", "--epochs 1 --set train_size=256 --set test_size=256"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| shipped") or line.startswith("| batch 64")]
+    assert len(rows) == 2 and rows[0].endswith("| 1.00 |")
+    assert float(rows[1].split("|")[2]) > float(rows[1].split("|")[3])  # the whole process outlasts its training

@@ -14,7 +14,7 @@ from convzoo.engine.checkpoint import load_checkpoint
 from convzoo.engine.optim import build_optimizer
 from convzoo.engine.train import train
 from convzoo.errors import ConvzooError
-from convzoo.registry import create_model
+from convzoo.registry import create_model, get_model_info, list_models
 
 
 def small_config(tmp_path, **changes) -> TrainConfig:
@@ -215,3 +215,51 @@ def test_a_state_saved_with_fused_steps_resumes_with_this_devices_implementation
     assert not resumed.param_groups[0]["fused"]
     assert torch.equal(resumed.state[weight]["momentum_buffer"], optimizer.state[weight]["momentum_buffer"])
     resumed.step()  # CPU steps still work
+
+
+def _inputs_not_channels_last(model: torch.nn.Module, images: torch.Tensor) -> list[str]:
+    """Names of the layers that received a 4-d input in another memory layout."""
+    found: list[str] = []
+
+    def check(name: str):
+        def hook(module, inputs, output):
+            for tensor in inputs:
+                # One channel or one pixel is both layouts at once: nothing to reorder.
+                if isinstance(tensor, torch.Tensor) and tensor.dim() == 4 and tensor.shape[1] > 1 \
+                        and tensor.shape[2] * tensor.shape[3] > 1 \
+                        and not tensor.is_contiguous(memory_format=torch.channels_last):
+                    found.append(name)
+        return hook
+
+    handles = [module.register_forward_hook(check(name)) for name, module in model.named_modules()
+               if not list(module.children())]
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_stays_channels_last_through_every_layer(name, one_thread):
+    """A layer that hands on an NCHW tensor makes oneDNN reorder every layer after it, and
+    the measured speed-up (``CPU_CHANNELS_LAST_SPEEDUP``) would silently shrink."""
+    info = get_model_info(name)
+    channels, side = info.input_size[0], info.input_size[1] if info.fixed_input_size else 32
+    model = fast_path.to_memory_format(
+        create_model(name, num_classes=10, in_channels=channels, image_size=side).eval(), True)
+    images = torch.randn(1, channels, side, side).contiguous(memory_format=torch.channels_last)
+    assert _inputs_not_channels_last(model, images) == []
+
+
+def test_the_layout_check_finds_a_layer_that_hands_on_nchw():
+    class Contiguous(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.contiguous()
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), Contiguous(), torch.nn.Conv2d(4, 4, 3)).to(
+        memory_format=torch.channels_last)
+    images = torch.randn(1, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert _inputs_not_channels_last(model, images) == ["2"]
