@@ -186,14 +186,15 @@ def failure_to_raise(runtime: Runtime, error: BaseException, resume_hint: str = 
         return error
     if not _first_failure_of_the_run(runtime.run):
         return StoppedAfterAnotherRank(f"rank {runtime.rank} stopped after another rank failed")
+    message = str(error)
+    lost_peer = next((sign for sign in LOST_PEER_SIGNS if sign in message), None)
     if isinstance(error, ConvzooError):
-        reason = str(error)
-    elif any(sign in str(error) for sign in LOST_PEER_SIGNS):
-        sign = next(sign for sign in LOST_PEER_SIGNS if sign in str(error))
-        reason = (f"lost another process of the job ({sign}): it died or was killed, and the job stops"
+        reason = message
+    elif lost_peer is not None:
+        reason = (f"lost another process of the job ({lost_peer}): it died or was killed, and the job stops"
                   + (f"; {resume_hint}" if resume_hint else "") + ".")
     else:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = message.strip().splitlines()[0] if message.strip() else ""
         reason = f"{type(error).__name__}: {text} (run again with --debug for the traceback)"
     return ConvzooError(f"rank {runtime.rank}: {reason}")
 
