@@ -273,7 +273,8 @@ def quick_cap(value: int | None, cap: int) -> int:
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                 flag_names: dict[str, str] | None = None) -> TrainConfig:
-    """The YAML file's values (if any), then non-None ``overrides`` (CLI flags) on top.
+    """The model's default recipe, the YAML file's values (if any), then non-None
+    ``overrides`` (CLI flags) on top.
 
     ``flag_names`` maps an override's key to the flag that set it (``--epochs``,
     ``--set warmup_epochs``), so errors name what the user typed. When the flags shorten
@@ -291,6 +292,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     values.update(flags)
     if quick_mode():
         _apply_quick_caps(values, key_sources)
+    _apply_model_recipe(values)
     epochs = values.get("epochs", TrainConfig.epochs)
     warmup = values.get("warmup_epochs", TrainConfig.warmup_epochs)
     shortened_by = key_sources.get("epochs")
@@ -300,6 +302,27 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         _note(f"{path or 'config'}: warmup_epochs {warmup} scaled to {values['warmup_epochs']} for {shortened_by} "
               f"{epochs} (its share of the {file_epochs}-epoch recipe); choose it with --set warmup_epochs=N.")
     return config_from_dict(values, source=str(path) if path is not None else "config", key_sources=key_sources)
+
+
+def _apply_model_recipe(values: dict[str, Any]) -> None:
+    """Fill the keys the file and flags left unset from the model's default recipe
+    (``convzoo/recipes.py``; each family's recipe is declared beside its model)."""
+    from convzoo.recipes import apply_recipe
+    from convzoo.registry import get_model_info
+
+    model = values.get("model", TrainConfig.model)
+    if not isinstance(model, str):
+        return  # config_from_dict reports the wrong type
+    epochs = values.get("epochs", TrainConfig.epochs)
+    given = set(values)
+    derived = apply_recipe(values, get_model_info(model).recipe, epochs if isinstance(epochs, int) else TrainConfig.epochs)
+    defaults = TrainConfig()
+    taken = [key for key in values if key not in given and values[key] != getattr(defaults, key)] + list(derived)
+    if taken:
+        shown = [f"{key}={values[key]}" for key in dict.fromkeys(taken) if key != "model_kwargs"]
+        shown += [f"{key}={value}" for key, value in values.get("model_kwargs", {}).items() if "model_kwargs" in taken]
+        _note(f"{model}'s default recipe: {', '.join(shown)} (`convzoo list {model} --json` says why; "
+              "flags, --set and --config override it).")
 
 
 def _apply_quick_caps(values: dict[str, Any], key_sources: dict[str, str]) -> None:

@@ -37,5 +37,6 @@ def catalog_rows(pattern: str = "*") -> list[dict[str, Any]]:
             "params": meta_parameter_count(name),
             "input_size": list(info.input_size),
             "num_classes": info.num_classes,
+            "recipe": info.recipe.as_dict(),
         })
     return rows

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from convzoo.errors import ConvzooError
+from convzoo.recipes import DEFAULT_RECIPE, Recipe
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ModelInfo:
     """Default number of classes: the paper's."""
     probe_layers: tuple[str, ...] = field(default=())
     """Module names of the family's natural exits for linear probing, in depth order."""
+    recipe: Recipe = field(default_factory=lambda: DEFAULT_RECIPE)
+    """The default training values ``convzoo train --model NAME`` starts from (recipes.py)."""
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -48,6 +51,7 @@ def register_model(
     fixed_input_size: bool = False,
     num_classes: int = 1000,
     probe_layers: tuple[str, ...] = (),
+    recipe: Recipe | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a builder under its function name.
 
@@ -68,6 +72,7 @@ def register_model(
             fixed_input_size=fixed_input_size,
             num_classes=num_classes,
             probe_layers=tuple(probe_layers),
+            recipe=recipe or DEFAULT_RECIPE,
         )
         return builder
 

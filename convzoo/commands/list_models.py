@@ -14,7 +14,8 @@ def list_models_command(
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """List registered models: family, paper, parameter count and default input size.
+    """List registered models: family, paper, parameter count and default input size; for
+    one model, also its default training recipe (`--json`: every model's, under "recipe").
 
     Example: [bold]convzoo list 'vgg*'[/bold]
     """
@@ -35,3 +36,8 @@ def list_models_command(
             channels, height, width = row["input_size"]
             table.add_row(row["name"], row["family"], row["paper"], f"{row['params']:,}", f"{channels}x{height}x{width}")
         Console().print(table)
+        if len(rows) == 1:
+            # One model: its default training recipe, what `convzoo train --model NAME` uses.
+            values = dict(rows[0]["recipe"])
+            source = values.pop("source")
+            typer.echo(f"default recipe ({source}):\n  " + ", ".join(f"{key} {value}" for key, value in values.items()))

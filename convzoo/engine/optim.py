@@ -67,6 +67,15 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfi
     raise ValueError(config.schedule)
 
 
+def warmup_steps_of(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps before the schedule reaches its peak rate: the warm-up, or one-cycle's rising
+    quarter when no warm-up is set (``build_scheduler``)."""
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    if config.schedule == "onecycle" and not warmup_steps:
+        return int(0.25 * config.epochs * steps_per_epoch)
+    return warmup_steps
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, start_step: int = 0
 ) -> torch.optim.lr_scheduler.LRScheduler:

@@ -29,9 +29,10 @@ from convzoo.data.files import absolute_data_dir, data_dir_for_saved_run
 from convzoo.engine.checkpoint import (
     CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, remove_unfinished_writes,
 )
+from convzoo.engine.divergence import DivergenceGuard
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
-from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state
+from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
 from convzoo.engine.run_dir import claim_run_dir, dataset_label, timestamped_name
 from convzoo.engine.runtime import (
     Runtime, StoppedAfterAnotherRank, barrier, failure_to_raise, max_over_ranks, setup_runtime, sum_over_ranks,
@@ -281,6 +282,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         logger.message(f"continuing epoch {start_epoch + 1} at step {resume_step}/{steps_per_epoch} (a mid-epoch last.pt)")
     if config.sync_bn and not runtime.distributed:
         logger.message("--sync-bn: one process, so batch statistics are already the whole batch's; nothing to sync.")
+    guard = DivergenceGuard(spec.num_classes, warmup_steps_of(config, steps_per_epoch), config.lr, logger.message)
     if checkpoint is not None and runtime.is_main:
         _forget_epochs_after(run_dir, start_epoch)
         remove_unfinished_writes(run_dir)
@@ -331,6 +333,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 loss_sum += loss.detach() * labels.numel()
                 correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
                 seen += labels.numel()
+                guard.after_step(epoch * steps_per_epoch + step + 1, loss, labels.numel())
                 if progress.due(step):  # reading the running numbers syncs with the device: only when shown
                     rate = (seen - seen_before) / max(time.perf_counter() - started, 1e-9)
                     progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  acc {100 * correct.item() / seen:.2f}%  "
@@ -365,6 +368,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             train_loss = loss_total / seen_total
             _check_finite(train_loss, epoch, run_dir, model)
             test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
+            guard.after_evaluation(test["loss"], epoch + 1)
             is_best = test["acc1"] > best_acc
             if is_best:
                 best_acc, best_epoch = test["acc1"], epoch + 1
@@ -390,6 +394,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         "epochs": config.epochs, "best_acc": best_acc, "best_epoch": best_epoch,
         "final_acc": test.get("acc1", best_acc), "final_loss": test.get("loss"),
         "train_time_s": train_time, "complete": True,
+        "warnings": [guard.warning] if guard.warning else [],
     }
     logger.close(hparams=config.to_dict(), metrics={"best_acc": best_acc, "final_acc": result["final_acc"]})
     return result

@@ -16,7 +16,8 @@ from typing import NamedTuple, Union
 import torch
 from torch import nn
 
-from convzoo.models._common import alexnet_local_response_norm, is_small_input
+from convzoo.models._common import alexnet_local_response_norm, is_small_input, plain_init_
+from convzoo.recipes import recipe
 from convzoo.registry import register_model
 
 
@@ -93,7 +94,7 @@ class AlexNet(nn.Module):
     the two hidden fully connected layers (section 4.2)."""
 
     def __init__(self, layers: list[LayerSpec], num_classes: int = 1000, in_channels: int = 3,
-                 small_input: bool = False, dropout: float = 0.5) -> None:
+                 small_input: bool = False, dropout: float = 0.5, init: str = "torchvision") -> None:
         super().__init__()
         self.features = make_features(layers, in_channels, small_input)
         last_channels = [spec.out_channels for spec in layers if isinstance(spec, Conv)][-1]
@@ -108,6 +109,9 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
+        # torchvision keeps PyTorch's default layers (std 1/sqrt(3 fan_in)): each layer
+        # shrinks the signal by about 2.4, eight of them by about 1,300 (models/_common.py).
+        plain_init_(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -126,18 +130,30 @@ def init_paper_weights_(model: AlexNet) -> None:
         nn.init.ones_(layer.bias)
 
 
-@register_model(family="alexnet", paper="Krizhevsky et al. 2012", probe_layers=relu_names(LAYERS["alexnet"]))
+RECIPE = recipe(
+    0.02, warmup_epochs=1.0, label_smoothing=0.1, model_kwargs={"init": "he"},
+    source="Krizhevsky et al. 2012 section 5 (SGD, batch 128, momentum 0.9, weight decay 5e-4, dropout 0.5); "
+           "He et al. 2015 initialisation (no BatchNorm: PyTorch's default layers start with logits of std 0.01); "
+           "warm-up and label smoothing as configs/alexnet-fashion-mnist.yaml")
+
+
+@register_model(family="alexnet", paper="Krizhevsky et al. 2012", probe_layers=relu_names(LAYERS["alexnet"]),
+                recipe=RECIPE)
 def alexnet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> AlexNet:
     """AlexNet as in torchvision and the lecture's table, 61,100,840 parameters at 1000 classes;
     for images up to 64 px conv1 runs at stride 1 and the last max-pool is dropped."""
     return AlexNet(LAYERS["alexnet"], num_classes, in_channels, is_small_input(image_size), **kwargs)
 
 
-@register_model(family="alexnet", paper="Krizhevsky et al. 2012", input_size=(3, 227, 227),
+@register_model(family="alexnet", paper="Krizhevsky et al. 2012", input_size=(3, 227, 227), recipe=RECIPE,
                 probe_layers=relu_names(LAYERS["alexnet_paper"]))
-def alexnet_paper(num_classes: int = 1000, in_channels: int = 3, image_size: int = 227, **kwargs) -> AlexNet:
+def alexnet_paper(num_classes: int = 1000, in_channels: int = 3, image_size: int = 227, init: str = "paper",
+                  **kwargs) -> AlexNet:
     """The paper's two-tower AlexNet with LRN (Figure 2), 60,965,224 parameters; 227x227 is the input
-    its 55x55 conv1 output implies; for images up to 64 px conv1 runs at stride 1, no last max-pool."""
-    model = AlexNet(LAYERS["alexnet_paper"], num_classes, in_channels, is_small_input(image_size), **kwargs)
-    init_paper_weights_(model)
+    its 55x55 conv1 output implies; for images up to 64 px conv1 runs at stride 1, no last max-pool.
+    ``init="paper"``: section 5's N(0, 0.01) weights and unit biases; else as ``AlexNet``'s ``init``."""
+    model = AlexNet(LAYERS["alexnet_paper"], num_classes, in_channels, is_small_input(image_size),
+                    init="torchvision" if init == "paper" else init, **kwargs)
+    if init == "paper":
+        init_paper_weights_(model)
     return model

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convzoo.models._common import init_weights_, is_small_input
+from convzoo.recipes import recipe
 from convzoo.registry import register_model
 
 
@@ -126,8 +127,14 @@ def _densenet(name: str, num_classes: int, in_channels: int, image_size: int, **
     return DenseNet(CONFIGS[name], num_classes, in_channels, small_stem=is_small_input(image_size), **kwargs)
 
 
+RECIPE = recipe(
+    0.1, batch_size=64, weight_decay=1e-4, warmup_epochs=1.0, label_smoothing=0.1,
+    source="Huang et al. 2017 section 4.2 (SGD 0.1, batch 64, Nesterov momentum 0.9, weight decay 1e-4); "
+           "Goyal et al. 2017 warm-up; as configs/densenet121-fashion-mnist.yaml")
+
+
 def _register():
-    return register_model(family="densenet", paper="Huang et al. 2017",
+    return register_model(family="densenet", paper="Huang et al. 2017", recipe=RECIPE,
                           probe_layers=tuple(f"features.denseblock{index}" for index in range(1, 5)))
 
 

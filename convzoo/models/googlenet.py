@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from convzoo.models._common import init_weights_, is_small_input
+from convzoo.recipes import recipe
 from convzoo.registry import register_model
 
 
@@ -164,7 +165,13 @@ class GoogLeNet(nn.Module):
         return logits
 
 
-@register_model(family="googlenet", paper="Szegedy et al. 2014",
+RECIPE = recipe(
+    0.01, weight_decay=2e-4, warmup_epochs=2.0, label_smoothing=0.1,
+    source="Szegedy et al. 2014 section 6 (SGD, momentum 0.9; auxiliary losses at 0.3, section 5); "
+           "no BatchNorm, so a low rate and a warm-up, as configs/googlenet-fashion-mnist.yaml")
+
+
+@register_model(family="googlenet", paper="Szegedy et al. 2014", recipe=RECIPE,
                 probe_layers=tuple(f"inception{block}" for block in INCEPTION_WIDTHS))
 def googlenet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> GoogLeNet:
     """GoogLeNet of Table 1 with both auxiliary classifiers (section 5); up to 64 px conv1 has stride 1

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convzoo.models._common import alexnet_local_response_norm, init_weights_, is_small_input
+from convzoo.models._common import alexnet_local_response_norm, init_weights_, is_small_input, plain_init_
+from convzoo.recipes import recipe
 from convzoo.registry import register_model
 
 _BLOCK_A = ["maxpool", "conv3-128", "maxpool", "conv3-256", "conv3-256", "maxpool",
@@ -81,7 +82,8 @@ class VGG(nn.Module):
     """Convolutional trunk, then FC-4096, FC-4096 with dropout 0.5 (section 3.1), FC-classes."""
 
     def __init__(self, configuration: list[str], num_classes: int = 1000, in_channels: int = 3,
-                 batch_norm: bool = False, small_input: bool = False, dropout: float = 0.5) -> None:
+                 batch_norm: bool = False, small_input: bool = False, dropout: float = 0.5,
+                 init: str = "torchvision") -> None:
         super().__init__()
         self.features = make_features(configuration, in_channels, batch_norm, small_input)
         # 7x7 is the last map for 224x224 input; adaptive pooling lets other sizes in. Small
@@ -99,6 +101,7 @@ class VGG(nn.Module):
             nn.Linear(4096, num_classes),
         )
         init_weights_(self, conv_mode="fan_out", linear_std=0.01)
+        plain_init_(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -111,8 +114,23 @@ def _vgg(configuration: str, batch_norm: bool, num_classes: int, in_channels: in
     return VGG(CONFIGURATIONS[configuration], num_classes, in_channels, batch_norm, small_input, **kwargs)
 
 
+PLAIN_RECIPE = recipe(
+    0.02, warmup_epochs=1.0, label_smoothing=0.1, model_kwargs={"init": "he"},
+    source="Simonyan & Zisserman 2014 section 3.1 (SGD, momentum 0.9, weight decay 5e-4, dropout 0.5; "
+           "deep nets need an initialisation that keeps the signal); He et al. 2015 initialisation; "
+           "Goyal et al. 2017 warm-up")
+"""With torchvision's initialisation and no BatchNorm, a small-input VGG-16 starts with
+logits of std 3e-4 and its loss stays at ln 10 at any rate (models/_common.py, plain_init_)."""
+
+BATCH_NORM_RECIPE = recipe(
+    0.05, warmup_epochs=1.0, label_smoothing=0.1,
+    source="Simonyan & Zisserman 2014 section 3.1 with BatchNorm (Ioffe & Szegedy 2015), which allows a higher "
+           "rate; as configs/vgg11_bn-fashion-mnist.yaml")
+
+
 def _register(configuration: str, batch_norm: bool = False):
     return register_model(family="vgg", paper="Simonyan & Zisserman 2014",
+                          recipe=BATCH_NORM_RECIPE if batch_norm else PLAIN_RECIPE,
                           probe_layers=block_ends(CONFIGURATIONS[configuration], batch_norm))
 
 
