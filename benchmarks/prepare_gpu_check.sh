@@ -14,7 +14,9 @@
 # Then on the GPU machine, from the checkout's root (BENCHMARKS.md, "The GPU check"):
 #
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-#   PYTHONPATH=/tmp/site:$PWD CONVZOO_DATA=$PWD/.gpu-data bash benchmarks/gpu_check.sh OUT_DIR
+#   PYTHONPATH=/tmp/site:$PWD CONVZOO_DATA=$PWD/.gpu-data GPU_CHECK_COMMIT=<commit> bash benchmarks/gpu_check.sh OUT_DIR
+#
+# (a copy without .git names its commit through GPU_CHECK_COMMIT; the line printed at the end has it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python_version="${PYTHON_VERSION:-3.12}"
@@ -31,3 +33,4 @@ for name in MNIST FashionMNIST; do
     cp "$source_data/$name/raw/"*.gz ".gpu-data/$name/raw/"
 done
 echo "prepared: $(ls .whl | tr '\n' ' ')and $(du -sh .gpu-data | cut -f1) of data in .gpu-data/"
+echo "then: PYTHONPATH=/tmp/site:\$PWD CONVZOO_DATA=\$PWD/.gpu-data GPU_CHECK_COMMIT=$(git rev-parse HEAD 2>/dev/null || echo unknown) bash benchmarks/gpu_check.sh \"\$OUT\""

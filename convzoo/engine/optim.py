@@ -51,6 +51,30 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     optimizer.load_state_dict(state)
     for group in optimizer.param_groups:
         group.update(implementation)
+    move_state_to_parameters(optimizer)
+
+
+def move_state_to_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """Every state tensor on its parameter's device, as the groups' implementation needs it.
+
+    ``load_state_dict`` places the state by the *saved* groups' implementation: a step count
+    saved by a CPU run stays a CPU tensor, and the fused kernels a CUDA run switches to
+    reject it (pytorch#104767, #124133). Fused and capturable steps keep ``step`` on the
+    parameter's device in float32; the others keep it on the CPU, where they read it
+    without a device sync. Buffers (momentum, Adam's moments) go to the parameter's device.
+    """
+    for group in optimizer.param_groups:
+        step_on_device = bool(group.get("fused") or group.get("capturable"))
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            for key, value in state.items():
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if key == "step":
+                    state[key] = value.to(device=parameter.device, dtype=torch.float32) if step_on_device \
+                        else value.to(device="cpu")
+                else:
+                    state[key] = value.to(device=parameter.device)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainConfig, steps_per_epoch: int) -> float:

@@ -1,19 +1,23 @@
 """The one place that decides the device and the process's rank, and how ranks agree.
 
-Under ``torchrun`` (``WORLD_SIZE`` > 1) each process joins the process group, takes the
-GPU of its ``LOCAL_RANK`` and trains a DistributedDataParallel replica on its shard of
-the data; only rank 0 logs and writes files. Alone, it is rank 0 of 1.
+Under ``torchrun`` (even with one process) or another launcher that sets ``WORLD_SIZE`` > 1,
+each process joins the process group, takes the GPU of its ``LOCAL_RANK`` and trains a
+DistributedDataParallel replica on its shard of the data; only rank 0 logs and writes
+files. Started alone, it is rank 0 of 1 with no process group.
 
 How a run ends: after success every rank waits at a barrier (rank 0 may still be writing
 checkpoints), then the process group is destroyed by whoever created it (a script that
 created its own keeps it). After a failure nothing collective runs (NCCL's teardown is
 collective, and a peer may be waiting in an all-reduce that will never complete): the
 first rank to fail says why in one line, the others stop quietly, and torchrun ends the job.
+A collective that a peer never joins (it was killed, or hangs) fails after
+``collective_timeout()`` instead of waiting for ever (gloo's default is 30 minutes, NCCL's 10).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import itertools
 import os
 from dataclasses import dataclass
@@ -35,6 +39,12 @@ class Runtime:
     run: int = 0
     """How many distributed runtimes this process set up before this one: the same on every
     rank, since every rank runs the same script, so each run's failures are counted apart."""
+    in_process_group: bool = False
+    """Whether this process trains in a process group: under torchrun (with one process too,
+    so that one GPU exercises what eight do: DDP, NCCL) or with ``WORLD_SIZE`` > 1."""
+    float32_math_before: tuple[str, bool] | None = None
+    """float32 matmul precision and cuDNN autotuning as they were before this runtime switched
+    them (CUDA only; ``restore_float32_math`` puts them back)."""
 
     @property
     def is_main(self) -> bool:
@@ -43,7 +53,7 @@ class Runtime:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.in_process_group or self.world_size > 1
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -63,12 +73,51 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def use_fast_float32_math() -> None:
+def use_fast_float32_math() -> tuple[str, bool]:
     """TF32 tensor cores for float32 matrix products (cuDNN's convolutions use them by
     default) and cuDNN's autotuner for the fixed shapes of a training run. Runs that
-    leave bf16 autocast off train in float32 and would otherwise forgo both."""
+    leave bf16 autocast off train in float32 and would otherwise forgo both.
+
+    Both are process-wide: returns the settings they replace, for ``restore_float32_math``.
+    """
+    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark)
     torch.set_float32_matmul_precision("high")
     torch.backends.cudnn.benchmark = True
+    return before
+
+
+def restore_float32_math(runtime: Runtime) -> None:
+    """Put back what ``setup_runtime`` switched for CUDA, so that a notebook or test that
+    trains and then compares float32 results does not silently get TF32 products."""
+    if runtime.float32_math_before is not None:
+        precision, benchmark = runtime.float32_math_before
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cudnn.benchmark = benchmark
+
+
+COLLECTIVE_TIMEOUT_S = 120.0
+"""How long a rank waits in one collective for its peers (``$CONVZOO_COLLECTIVE_TIMEOUT_S``
+overrides it). Longer than any wait of a healthy job here (rank 0 writing checkpoints or
+downloading a dataset while the others wait, ranks compiling at different paces), far
+shorter than torch's defaults (gloo 30 min, NCCL 10 min), so that a job whose peer died
+or hangs ends within two minutes instead of holding its GPUs."""
+
+
+def collective_timeout() -> datetime.timedelta:
+    """``COLLECTIVE_TIMEOUT_S``, or ``$CONVZOO_COLLECTIVE_TIMEOUT_S`` seconds when set."""
+    text = os.environ.get("CONVZOO_COLLECTIVE_TIMEOUT_S", "")
+    try:
+        seconds = float(text) if text else COLLECTIVE_TIMEOUT_S
+    except ValueError:
+        raise ConvzooError(f"CONVZOO_COLLECTIVE_TIMEOUT_S must be a number of seconds, got {text!r}.") from None
+    if seconds <= 0:
+        raise ConvzooError(f"CONVZOO_COLLECTIVE_TIMEOUT_S must be positive, got {text!r}.")
+    return datetime.timedelta(seconds=seconds)
+
+
+def launched_by_torchrun() -> bool:
+    """torchrun (torch.distributed.run) sets ``TORCHELASTIC_RUN_ID`` in every process it starts."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 _distributed_runs = itertools.count()
@@ -78,10 +127,8 @@ _distributed_runs = itertools.count()
 def setup_runtime(device_name: str = "auto") -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = pick_device(device_name)
-    if device.type == "cuda":
-        use_fast_float32_math()
-    if world_size <= 1:
-        return Runtime(device)
+    if world_size <= 1 and not launched_by_torchrun():
+        return Runtime(device, float32_math_before=use_fast_float32_math() if device.type == "cuda" else None)
     import torch.distributed as dist
 
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -90,9 +137,18 @@ def setup_runtime(device_name: str = "auto") -> Runtime:
         torch.cuda.set_device(device)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if backend == "nccl":
+            # A peer killed outright leaves the others' NCCL kernels spinning, their host
+            # threads blocked in a GPU sync: the watchdog ends a collective that outlives
+            # the timeout, aborting its communicator (1: tear down) rather than only
+            # ending the process with the kernels left running (3, torch's default).
+            os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+        dist.init_process_group(backend=backend, timeout=collective_timeout())
+    # Switched once nothing here can fail, so that the caller holds a runtime to restore them from.
+    float32_math_before = use_fast_float32_math() if device.type == "cuda" else None
     return Runtime(device, rank=rank, world_size=world_size, local_rank=local_rank, owns_process_group=owns,
-                   run=next(_distributed_runs))
+                   run=next(_distributed_runs), in_process_group=True, float32_math_before=float32_math_before)
 
 
 def barrier() -> None:
@@ -171,6 +227,10 @@ LOST_PEER_SIGNS = ("Connection reset by peer", "Connection closed by peer", "Bro
                    "Connection refused", "NCCL communicator was aborted")
 """Words of gloo's and NCCL's errors when a peer process is gone (killed, crashed, its machine lost)."""
 
+TIMEOUT_SIGNS = ("Timed out waiting", "collective operation timeout", "timed out in blocking wait")
+"""Words of gloo's and NCCL's errors when a collective outlived ``collective_timeout()``: a
+peer never joined it (killed without a trace, or hanging)."""
+
 
 def failure_to_raise(runtime: Runtime, error: BaseException, resume_hint: str = "") -> BaseException:
     """What this rank raises now that ``error`` stopped it.
@@ -188,11 +248,15 @@ def failure_to_raise(runtime: Runtime, error: BaseException, resume_hint: str = 
         return StoppedAfterAnotherRank(f"rank {runtime.rank} stopped after another rank failed")
     message = str(error)
     lost_peer = next((sign for sign in LOST_PEER_SIGNS if sign in message), None)
+    timed_out = next((sign for sign in TIMEOUT_SIGNS if sign in message), None)
+    resume = f"; {resume_hint}" if resume_hint else ""
     if isinstance(error, ConvzooError):
         reason = message
     elif lost_peer is not None:
-        reason = (f"lost another process of the job ({lost_peer}): it died or was killed, and the job stops"
-                  + (f"; {resume_hint}" if resume_hint else "") + ".")
+        reason = f"lost another process of the job ({lost_peer}): it died or was killed, and the job stops{resume}."
+    elif timed_out is not None:
+        reason = (f"another process of the job did not join a collective within {collective_timeout().total_seconds():g} s "
+                  f"({timed_out}): it died, was killed or hangs, and the job stops{resume}.")
     else:
         text = message.strip().splitlines()[0] if message.strip() else ""
         reason = f"{type(error).__name__}: {text} (run again with --debug for the traceback)"

@@ -35,8 +35,8 @@ from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
 from convzoo.engine.run_dir import claim_run_dir, dataset_label, timestamped_name
 from convzoo.engine.runtime import (
-    Runtime, StoppedAfterAnotherRank, barrier, failure_to_raise, max_over_ranks, setup_runtime, sum_over_ranks,
-    teardown_runtime,
+    Runtime, StoppedAfterAnotherRank, barrier, failure_to_raise, max_over_ranks, restore_float32_math, setup_runtime,
+    sum_over_ranks, teardown_runtime,
 )
 from convzoo.engine.interrupts import StopSignals, StoppedBySignal
 from convzoo.engine.mid_epoch import CheckpointSchedule, gather_running_sums, restored_running_sums, resume_position
@@ -207,6 +207,8 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
         if stop is error:
             raise
         raise stop from error
+    finally:
+        restore_float32_math(runtime)
     teardown_runtime(runtime)
     return result
 

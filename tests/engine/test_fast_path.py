@@ -11,7 +11,7 @@ import torch
 from convzoo.config import TrainConfig
 from convzoo.engine import fast_path
 from convzoo.engine.checkpoint import load_checkpoint
-from convzoo.engine.optim import build_optimizer
+from convzoo.engine.optim import build_optimizer, load_optimizer_state
 from convzoo.engine.train import train
 from convzoo.errors import ConvzooError
 from convzoo.registry import create_model, get_model_info, list_models
@@ -146,6 +146,78 @@ def test_fused_steps_are_asked_for_exactly_when_every_parameter_is_on_cuda():
         assert fast_path.fused_optimizer_kwargs([CudaParameter(), CudaParameter()], optimizer) == {"fused": True}
         assert fast_path.fused_optimizer_kwargs([CudaParameter(), torch.zeros(2)], optimizer) == {}
     assert fast_path.fused_optimizer_kwargs([], torch.optim.SGD) == {}
+
+
+def trained_optimizer_state(optimizer_name: str) -> dict:
+    """The optimiser state of a CPU run after one step: AdamW's step counts are CPU tensors."""
+    model = create_model("lenet5", num_classes=10)
+    optimizer = build_optimizer(model, TrainConfig(optimizer=optimizer_name))
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 32, 32)), torch.tensor([0, 1, 2, 3])).backward()
+    optimizer.step()
+    return optimizer.state_dict()
+
+
+@pytest.mark.parametrize("optimizer_name", ["sgd", "adamw"])
+def test_a_cpu_runs_optimiser_state_moves_to_the_device_of_a_fused_resume(optimizer_name):
+    """A CPU run resumed on CUDA switches to fused steps, whose kernels need every state
+    tensor (AdamW's ``step`` too, in float32) on the parameters' device. With no GPU here,
+    the meta device stands in for CUDA and ``fused`` is asked for as CUDA would ask for it."""
+    saved = trained_optimizer_state(optimizer_name)
+    elsewhere = create_model("lenet5", num_classes=10).to("meta")
+    optimizer = build_optimizer(elsewhere, TrainConfig(optimizer=optimizer_name))
+    optimizer.defaults["fused"] = True  # what fused_optimizer_kwargs gives when the parameters are on CUDA
+    load_optimizer_state(optimizer, saved)
+    states = [optimizer.state[parameter] for group in optimizer.param_groups for parameter in group["params"]]
+    assert states and all(group["fused"] for group in optimizer.param_groups)
+    for parameter, state in zip((p for group in optimizer.param_groups for p in group["params"]), states):
+        assert {key: value.device.type for key, value in state.items()} == {key: "meta" for key in state}
+    if optimizer_name == "adamw":
+        assert all(state["step"].dtype == torch.float32 for state in states)
+
+
+def test_an_optimiser_state_from_a_fused_device_resumes_with_cpu_steps():
+    """The other way: a state whose groups were fused (a CUDA run's, mapped to the CPU as
+    checkpoints are loaded), resumed where the steps are not, takes a step there."""
+    saved = trained_optimizer_state("adamw")
+    for group in saved["param_groups"]:
+        group["fused"] = True
+    model = create_model("lenet5", num_classes=10)
+    optimizer = build_optimizer(model, TrainConfig(optimizer="adamw"))
+    load_optimizer_state(optimizer, saved)
+    assert not any(group["fused"] for group in optimizer.param_groups)
+    assert all(value.device.type == "cpu" for state in optimizer.state.values() for value in state.values())
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 32, 32)), torch.tensor([0, 1, 2, 3])).backward()
+    optimizer.step()
+    assert all(state["step"].item() == 2 for state in optimizer.state.values())
+
+
+class StoppedAfterEpoch(Exception):
+    pass
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_cpu_run_resumes_on_cuda_and_back(tmp_path, monkeypatch, optimizer):
+    """The real case of the emulations above: a CPU run stopped after epoch 1 continues on
+    CUDA with fused steps, is stopped after epoch 2, and ends on the CPU."""
+    import convzoo.engine.train as engine
+
+    save = engine.atomic_save
+
+    def save_then_stop(state, path):
+        save(state, path)
+        if path.name == "last.pt" and state["epoch"] in (1, 2) and not state["step"]:
+            raise StoppedAfterEpoch
+
+    monkeypatch.setattr(engine, "atomic_save", save_then_stop)
+    run_dir = tmp_path / "runs" / "run"
+    with pytest.raises(StoppedAfterEpoch):
+        train(small_config(tmp_path, optimizer=optimizer, epochs=3, train_size=64, test_size=32), quiet=True)
+    with pytest.raises(StoppedAfterEpoch):
+        train(None, resume=run_dir, overrides={"device": "cuda"}, quiet=True)
+    monkeypatch.setattr(engine, "atomic_save", save)
+    result = train(None, resume=run_dir, overrides={"device": "cpu"}, quiet=True)
+    assert result["complete"] and load_checkpoint(run_dir / "last.pt")["epoch"] == 3
 
 
 @pytest.mark.cuda

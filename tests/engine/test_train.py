@@ -221,17 +221,14 @@ def test_runtime_for_cuda_turns_on_tf32_and_cudnn_autotuning(monkeypatch):
 @pytest.mark.cuda
 def test_a_cuda_training_run_with_scratch_convolutions_under_autocast(tmp_path):
     """A real CUDA step: bf16 autocast (the default there), channels-last, the scratch
-    convolution chained through a ResNet, TF32 for float32 work, and a resume."""
+    convolution chained through a ResNet, TF32 for float32 work while training (and the
+    process's own settings back afterwards), and a resume."""
     precision, benchmark = torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark
-    try:
-        config = small_config(tmp_path, model="resnet20", conv="scratch", device="cuda", epochs=2, train_size=256,
-                              batch_size=64, lr=0.02)
-        result = train(config, quiet=True)
-        assert result["device"].startswith("cuda") and math.isfinite(result["final_loss"])
-        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.benchmark
-    finally:
-        torch.set_float32_matmul_precision(precision)
-        torch.backends.cudnn.benchmark = benchmark
+    config = small_config(tmp_path, model="resnet20", conv="scratch", device="cuda", epochs=2, train_size=256,
+                          batch_size=64, lr=0.02)
+    result = train(config, quiet=True)
+    assert result["device"].startswith("cuda") and math.isfinite(result["final_loss"])
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark) == (precision, benchmark)
 
 
 @pytest.mark.cuda
