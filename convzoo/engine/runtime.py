@@ -120,6 +120,26 @@ def launched_by_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ
 
 
+NCCL_ERROR_HANDLING = "2"
+"""``TORCH_NCCL_ASYNC_ERROR_HANDLING`` for convzoo's NCCL jobs: 2, "clean up only"."""
+
+
+def use_nccl_error_handling() -> None:
+    """Let a survivor of a killed peer fail in Python, where it can say how to resume.
+
+    A peer killed outright leaves the others' NCCL kernels spinning and their host threads
+    blocked in a GPU sync. NCCL's watchdog ends a collective that outlives the process
+    group's timeout; what it does then is ``TORCH_NCCL_ASYNC_ERROR_HANDLING``: 3 (torch's
+    default) and 1 (torchrun's, which it puts in every worker's environment) end the process
+    from the watchdog thread, so nothing is said; 2 aborts the communicator, which unblocks
+    the stuck sync, and the error reaches the training loop as an exception, which
+    ``failure_to_raise`` turns into one line with the resume command. Both 1 and 2 end the
+    job, so 1 is raised to 2; a user's 0 or 3 is kept.
+    """
+    if os.environ.get("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1") == "1":
+        os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = NCCL_ERROR_HANDLING
+
+
 _distributed_runs = itertools.count()
 """Numbers the distributed runtimes of this process (``Runtime.run``)."""
 
@@ -139,11 +159,7 @@ def setup_runtime(device_name: str = "auto") -> Runtime:
     if owns:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if backend == "nccl":
-            # A peer killed outright leaves the others' NCCL kernels spinning, their host
-            # threads blocked in a GPU sync: the watchdog ends a collective that outlives
-            # the timeout, aborting its communicator (1: tear down) rather than only
-            # ending the process with the kernels left running (3, torch's default).
-            os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+            use_nccl_error_handling()
         dist.init_process_group(backend=backend, timeout=collective_timeout())
     # Switched once nothing here can fail, so that the caller holds a runtime to restore them from.
     float32_math_before = use_fast_float32_math() if device.type == "cuda" else None

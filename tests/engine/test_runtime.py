@@ -97,8 +97,20 @@ def test_nccl_aborts_a_collective_a_peer_never_joins_after_the_timeout(init_argu
     setup = runtime.setup_runtime("cuda")
     (call,) = init_arguments
     assert call["backend"] == "nccl" and call["timeout"] == datetime.timedelta(seconds=runtime.COLLECTIVE_TIMEOUT_S)
-    assert call["async_error_handling"] == "1"
+    assert call["async_error_handling"] == runtime.NCCL_ERROR_HANDLING == "2"
     assert setup.distributed and setup.device == torch.device("cuda", 0)
+
+
+@pytest.mark.parametrize("given, used", [("1", "2"), ("0", "0"), ("3", "3"), ("2", "2")])
+def test_torchruns_nccl_error_handling_is_raised_to_clean_up_only(init_arguments, monkeypatch, float32_math,
+                                                                  given, used):
+    """torchrun puts 1 in every worker's environment (its process ends from NCCL's watchdog
+    thread, silently); 2 lets the error reach Python, which names the resume command."""
+    monkeypatch.setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", given)
+    monkeypatch.setattr(runtime, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    runtime.setup_runtime("cuda")
+    assert init_arguments[-1]["async_error_handling"] == used
 
 
 def test_gloo_gets_the_timeout_and_a_users_settings_win(init_arguments, monkeypatch):
