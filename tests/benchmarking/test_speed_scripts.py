@@ -62,3 +62,20 @@ def test_lenet_recipe_benchmark_times_each_contender_whole_process(capsys, data_
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| shipped") or line.startswith("| batch 64")]
     assert len(rows) == 2 and rows[0].endswith("| 1.00 |")
     assert float(rows[1].split("|")[2]) > float(rows[1].split("|")[3])  # the whole process outlasts its training
+
+
+def test_default_commands_table_runs_the_plain_command(tmp_path, capsys, data_dir):
+    """Issue 27's benchmark, at smoke size: one model, its plain default command, one row."""
+    from tests.conftest import require_dataset
+
+    require_dataset(data_dir, "FashionMNIST")
+    bench = load("bench_default_commands")
+    table = tmp_path / "table.md"
+    try:
+        bench.main(["--models", "lenet5", "--epochs", "1", "--train-size", "256", "--data-dir", str(data_dir),
+                    "--markdown", str(table)])
+    except SystemExit as stop:  # 256 images cannot reach 70 %: the table says "no"
+        assert stop.code == 1
+    row = next(line for line in table.read_text().splitlines() if line.startswith("| lenet5"))
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[1].endswith("%") and float(cells[3]) > 0 and cells[4] in ("yes", "no")
