@@ -302,7 +302,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "class_names": list(dataset_class_names(spec)),
         }
 
-    with StopSignals() as signals:
+    # Workers are ended inside StopSignals: they ignore SIGTERM only while the trainer catches it.
+    with StopSignals() as signals, contextlib.closing(loaders):
         schedule = CheckpointSchedule(config.checkpoint_every, runtime, signals)
         for epoch in range(start_epoch, config.epochs):
             first_step = resume_step if epoch == start_epoch else 0
