@@ -282,7 +282,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     if config.sync_bn and not runtime.distributed:
         logger.message("--sync-bn: one process, so batch statistics are already the whole batch's; nothing to sync.")
     if checkpoint is not None and runtime.is_main:
-        _forget_epochs_after(run_dir, start_epoch)
+        dropped_note = _forget_epochs_after(run_dir, start_epoch)
+        if dropped_note:
+            logger.message(dropped_note)
         remove_unfinished_writes(run_dir)
     train_time = float(checkpoint.get("train_time_s", 0.0)) if checkpoint else 0.0
     record: dict[str, Any] = {}
@@ -456,15 +458,33 @@ def _stopped(signals: StopSignals, runtime: Runtime, where: str, run_dir: Path) 
     return StoppedBySignal(f"stopped by {by} {where}; resume with --resume {run_dir}", received.value)
 
 
-def _forget_epochs_after(run_dir: Path, epoch: int) -> None:
+def _forget_epochs_after(run_dir: Path, epoch: int) -> str | None:
     """Drop ``metrics.jsonl`` lines past the checkpoint's ``epoch``: a run killed after logging
-    an epoch but before its last.pt was written trains that epoch again, and logs it again."""
+    an epoch but before its last.pt was written trains that epoch again, and logs it again.
+    A last line cut short (a crash or a power cut mid-write) is dropped too, and the line
+    returned says so; any other line that is not JSON is a one-line error."""
     import json
 
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
-        return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if not line.strip() or json.loads(line).get("epoch", 0) <= epoch]
+        return None
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept, note = [], None
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number < len(lines):
+                raise ConvzooError(
+                    f"{path} line {number} is not a JSON record ({line[:40]!r}...); repair or delete that line, "
+                    f"then resume again with --resume {run_dir}."
+                ) from None
+            note = f"dropped the last line of {path}: it was cut short (a crash or a full disk while it was written)"
+            continue
+        if record.get("epoch", 0) <= epoch:
+            kept.append(line)
     if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
+        rewritten = path.with_name(f".{path.name}.tmp")
+        rewritten.write_text("".join(line + "\n" for line in kept))
+        rewritten.replace(path)  # a crash now leaves the old file or the new one, never half of one
+    return note

@@ -163,3 +163,18 @@ def test_a_resume_forgets_what_a_kill_left_after_the_checkpoint(tmp_path, monkey
     assert train(None, resume=run_dir, quiet=True)["complete"]
     assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_a_resume_drops_a_last_metrics_line_cut_short_and_says_so(tmp_path, monkeypatch, cli):
+    """A crash or a full disk while epoch 2's line was appended left half of it (issue 21,
+    item 3): every later resume failed on it (JSONDecodeError). The resume drops it, says
+    so, and logs epoch 2 again, whole."""
+    killed_after_checkpoint(memory_config(tmp_path, "run", train_size=64), monkeypatch, epoch=1, step=0)
+    run_dir = tmp_path / "runs" / "run"
+    line = json.dumps({"epoch": 2, "epochs": 2, "train_loss": 1.0, "train_acc": 0.5})
+    with open(run_dir / "metrics.jsonl", "a") as metrics:
+        metrics.write(line[:len(line) // 2])
+    code, _, err = cli("train", "--resume", run_dir)
+    assert code == 0, err
+    assert f"dropped the last line of {run_dir / 'metrics.jsonl'}: it was cut short" in err
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
