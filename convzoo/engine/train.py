@@ -8,7 +8,7 @@ accuracy improved) atomically; with ``checkpoint_every``, ``last.pt`` also withi
 the step (schedule, data order, random draws), so ``--resume`` continues bit-identically
 on CPU, and with another number of torchrun processes continues the same schedule.
 SIGINT and SIGTERM stop the run after the step in progress, with a last.pt to resume from
-(engine/interrupts.py).
+(engine/interrupts.py); at an epoch's end, before its evaluation.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     # Rebuilt, not loaded: with another number of processes an epoch has another number of
     # steps, and the schedule must still end with the last one (see engine/optim.py).
     steps_per_epoch = len(loaders.train)
-    resume_step, restart_note = resume_position(checkpoint, runtime)
+    resume_step, restart_note = resume_position(checkpoint, runtime, steps_per_epoch)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch, start_step=start_epoch * steps_per_epoch + resume_step)
     train_model = model
     if runtime.distributed:
@@ -304,6 +304,17 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "class_names": list(dataset_class_names(spec)),
         }
 
+    def save_within_epoch(epoch: int, steps_done: int, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int,
+                          epoch_time: float) -> None:
+        """last.pt after ``steps_done`` steps of ``epoch``, with every rank's running sums
+        (collective: every rank calls it at the same step)."""
+        sums = gather_running_sums(loss_sum, correct, runtime)
+        _check_finite(float(sums["loss_sum"].double().sum()), epoch, run_dir, model)  # never save NaN weights
+        if runtime.is_main:
+            running = {**sums, "seen": seen, "epoch_time_s": epoch_time}
+            atomic_save(state_at(epoch, steps_done, running), run_dir / "last.pt")
+        schedule.written()
+
     # Workers are ended inside StopSignals: they ignore SIGTERM only while the trainer catches it.
     with StopSignals() as signals, contextlib.closing(loaders):
         schedule = CheckpointSchedule(config.checkpoint_every, runtime, signals)
@@ -342,12 +353,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                     continue  # the epoch's own checkpoint follows
                 write, stop = schedule.after_step(epoch * steps_per_epoch + step + 1)
                 if write:
-                    sums = gather_running_sums(loss_sum, correct, runtime)
-                    _check_finite(float(sums["loss_sum"].double().sum()), epoch, run_dir, model)  # never save NaN weights
-                    running = {**sums, "seen": seen, "epoch_time_s": epoch_time_before + time.perf_counter() - started}
-                    if runtime.is_main:
-                        atomic_save(state_at(epoch, step + 1, running), run_dir / "last.pt")
-                    schedule.written()
+                    save_within_epoch(epoch, step + 1, loss_sum, correct, seen,
+                                      epoch_time_before + time.perf_counter() - started)
                     progress.note(f"step {step + 1}/{steps_per_epoch}  checkpoint written: last.pt")
                 if stop:
                     raise _stopped(signals, runtime, f"at epoch {epoch + 1} step {step + 1}", run_dir)
@@ -364,9 +371,14 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 sum_over_ranks(totals)
                 epoch_time = max_over_ranks(epoch_time, device)
             loss_total, correct_total, seen_total, stop_votes = totals.tolist()
-            train_time += epoch_time
             train_loss = loss_total / seen_total
             _check_finite(train_loss, epoch, run_dir, model)
+            if stop_votes > 0:
+                # last.pt first: evaluating a large test set outlasts the ~30 s torchrun and Slurm
+                # wait before SIGKILL. It holds the trained epoch; the resumed run evaluates it.
+                save_within_epoch(epoch, steps_per_epoch, loss_sum, correct, seen, epoch_time)
+                raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}, before its evaluation", run_dir)
+            train_time += epoch_time
             test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
             is_best = test["acc1"] > best_acc
             if is_best:
@@ -386,8 +398,6 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 if is_best:
                     atomic_save(state, run_dir / "best.pt")
             schedule.written()
-            if stop_votes > 0 and epoch + 1 < config.epochs:
-                raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}", run_dir)
     result = {
         "run_dir": str(run_dir), "model": config.model, "dataset": spec.name, "device": str(device),
         "epochs": config.epochs, "best_acc": best_acc, "best_epoch": best_epoch,
