@@ -18,7 +18,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -71,20 +71,31 @@ def new_run_dir(config: TrainConfig, *, reuse_unstarted: bool = False) -> Path:
     auto``) takes over the folder ``--name`` names if it holds no last.pt: the previous
     attempt of the job died before its first checkpoint.
     """
+    return Path(decided_on_rank_0(lambda: str(_claim(config, reuse_unstarted))))
+
+
+def decided_on_rank_0(decide: Callable[[], Any]) -> Any:
+    """``decide()`` run by rank 0 alone, its result (or its ``ConvzooError``) on every rank.
+
+    What ranks read from their own disks can differ (node-local folders, a network file
+    system whose cache has not yet seen a file): ranks that decided apart would go on into
+    different collectives and wait for each other forever.
+    """
     import torch.distributed as dist
 
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    claimed: list[str | None] = [None]
+    decided: list[Any] = [None]
     if not distributed or dist.get_rank() == 0:
         try:
-            claimed[0] = str(_claim(config, reuse_unstarted))
+            decided[0] = ("value", decide())
         except ConvzooError as error:
-            claimed[0] = f"error:{error}"
+            decided[0] = ("error", str(error))
     if distributed:
-        dist.broadcast_object_list(claimed, src=0)
-    if claimed[0].startswith("error:"):
-        raise ConvzooError(claimed[0][len("error:"):])
-    return Path(claimed[0])
+        dist.broadcast_object_list(decided, src=0)
+    kind, value = decided[0]
+    if kind == "error":
+        raise ConvzooError(value)
+    return value
 
 
 def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
@@ -142,11 +153,10 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
 def auto_resume_folder(config: TrainConfig) -> Path | None:
     """``--resume auto``: the run folder ``--out/--name`` when it holds a last.pt to continue,
     else None (start the run there). A job that torchrun restarts (``--max-restarts``) runs
-    the same command again, so it continues from its newest checkpoint by itself; every
-    rank decides alike, since the restarted processes start after the old ones ended.
+    the same command again, so it continues from its newest checkpoint by itself. Under
+    torchrun rank 0 decides (``decided_on_rank_0``) and every rank checks that it sees the
+    same last.pt (``_check_every_rank_sees``).
     """
-    if not config.name:
-        raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
     run_dir = Path(config.out) / config.name
     if not (run_dir / "last.pt").is_file():
         return None
@@ -158,6 +168,25 @@ def auto_resume_folder(config: TrainConfig) -> Path | None:
             "Choose another --name, or resume that run with --resume and no other flags."
         )
     return run_dir
+
+
+def _check_every_rank_sees(last: Path, runtime: Runtime) -> None:
+    """Under torchrun, every rank must read the ``last.pt`` rank 0 chose to continue: one
+    that cannot (a node-local ``--out``, a cache not yet showing the file) stops the job
+    with one line rather than train from something else."""
+    if not runtime.distributed:
+        return
+    import torch.distributed as dist
+
+    sees: list[bool | None] = [None] * runtime.world_size
+    dist.all_gather_object(sees, last.is_file())
+    blind = [str(rank) for rank, sees_it in enumerate(sees) if not sees_it]
+    if blind:
+        raise ConvzooError(
+            f"--resume auto: rank 0 continues {last.parent}, but rank{'s' if len(blind) > 1 else ''} "
+            f"{', '.join(blind)} cannot see its last.pt. Every process of the job needs the same run folder: "
+            "put --out on a file system all nodes share."
+        )
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -174,8 +203,9 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
     checkpoint, claimed = None, None
     auto = resume == "auto"
     if auto:
-        resume = auto_resume_folder(config)
-        overrides = {**config.to_dict(), **(overrides or {})}
+        if not config.name:
+            raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
+        resume, overrides = None, {**config.to_dict(), **(overrides or {})}
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
         checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
@@ -184,6 +214,12 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
         config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
     runtime = setup_runtime(config.device)
     try:
+        if auto:
+            resume = decided_on_rank_0(lambda: auto_resume_folder(config))
+            if resume is not None:
+                _check_every_rank_sees(resume / "last.pt", runtime)
+                config, run_dir = resume_config(resume, overrides)
+                checkpoint = load_checkpoint(run_dir / "last.pt")
         if resume is None:
             run_dir = claimed = new_run_dir(config, reuse_unstarted=auto)
         result = _train(config, run_dir, checkpoint, runtime, quiet, progress_bars, step_lines)

@@ -1,0 +1,92 @@
+"""Two processes as two nodes (issue 21): each is rank 0 of its node (``LOCAL_RANK`` 0) and
+has folders of its own, started as env:// ranks with the worker of test_distributed.py.
+Whatever each one finds on its own disk, they must go through the same collectives: a
+mismatch is a job that waits forever without a word.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from convzoo.config import TrainConfig
+from tests.engine.test_distributed import RUN, WORKER, error_lines, killed_after_epoch_1, train_args
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def two_nodes(root: Path, *commands: tuple[str, list[str]], timeout: float = 150) -> dict:
+    """``(fault, convzoo arguments)`` after one another in a job of two processes, each the
+    first of its node and working in a folder of its own, ``root/node0`` and ``root/node1``
+    (so that a relative ``--out runs`` is a node-local disk); returns both processes' output
+    and each rank's records (see distributed_worker.py). A job still running after
+    ``timeout`` seconds is killed: hung."""
+    records = root / "records"
+    records.mkdir(parents=True, exist_ok=True)
+    separated = [arg for fault, command in commands for arg in ("--", fault, *command)]
+    port, processes = free_port(), []
+    for rank in (0, 1):
+        (root / f"node{rank}").mkdir(exist_ok=True)
+        environment = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        with open(records / f"out{rank}", "w") as stdout, open(records / f"err{rank}", "w") as stderr:
+            processes.append(subprocess.Popen([sys.executable, str(WORKER), str(records), *separated], stdout=stdout,
+                                              stderr=stderr, env=environment, cwd=root / f"node{rank}",
+                                              start_new_session=True))
+    deadline = time.time() + timeout
+    while any(process.poll() is None for process in processes) and time.time() < deadline:
+        time.sleep(0.2)
+    hung = [process for process in processes if process.poll() is None]
+    for process in hung:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    stderr = "".join((records / f"err{rank}").read_text() for rank in (0, 1))
+    assert not hung, f"the job hung ({timeout:.0f} s):\n{stderr}"
+    ranks = [json.loads((records / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return {"stderr": stderr, "ranks": ranks}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """Two ``--resume auto`` commands whose ranks see different things in ``--out runs``: rank
+    0 a last.pt that rank 1 has not, then rank 1 an old last.pt where rank 0 has none."""
+    root = tmp_path_factory.mktemp("nodes")
+    for rank, name in ((0, "seen-by-0"), (1, "seen-by-1")):
+        killed_after_epoch_1(TrainConfig(**RUN, out=str(root / f"node{rank}" / "runs"), name=name))
+    completed = two_nodes(
+        root,
+        ("none", train_args(Path("runs"), "seen-by-0", "--resume", "auto")),
+        ("none", train_args(Path("runs"), "seen-by-1", "--resume", "auto")),
+    )
+    return {**completed, "root": root}
+
+
+def test_resume_auto_that_rank_1_cannot_see_stops_the_job_with_one_line(job):
+    """Rank 0 decides; rank 1, whose --out holds no such run, says so instead of starting a
+    run of its own and waiting in collectives rank 0 never enters (issue 21, item 2)."""
+    assert all(rank[0]["exit_code"] != 0 for rank in job["ranks"])
+    (line,) = [line for line in error_lines(job["stderr"]) if "--resume auto" in line]
+    assert "--resume auto: rank 0 continues runs/seen-by-0, but rank 1 cannot see its last.pt" in line
+    assert "file system all nodes share" in line
+
+
+def test_resume_auto_follows_rank_0_when_only_another_rank_sees_an_old_run(job):
+    """Rank 0 sees no run of that name: the job starts it there, whatever rank 1's folder holds."""
+    assert [rank[1]["exit_code"] for rank in job["ranks"]] == [0, 0], job["stderr"]
+    started = job["root"] / "node0" / "runs" / "seen-by-1"
+    assert json.loads(started.joinpath("metrics.jsonl").read_text().splitlines()[-1])["epoch"] == RUN["epochs"]
+    old = job["root"] / "node1" / "runs" / "seen-by-1" / "last.pt"
+    assert torch.load(old, weights_only=True)["epoch"] == 1  # left alone
