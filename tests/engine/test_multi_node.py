@@ -4,12 +4,15 @@ Whatever each one finds on its own disk, they must go through the same collectiv
 mismatch is a job that waits forever without a word.
 """
 
+import functools
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 import torch
 
 from convzoo.config import TrainConfig
+from tests.conftest import real_data_dir
 from tests.engine.test_distributed import RUN, WORKER, error_lines, killed_after_epoch_1, train_args
 
 pytestmark = pytest.mark.slow
@@ -28,12 +32,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def two_nodes(root: Path, *commands: tuple[str, list[str]], timeout: float = 150) -> dict:
+def two_nodes(root: Path, *commands: tuple[str, list[str]], timeout: float = 150, **variables: str) -> dict:
     """``(fault, convzoo arguments)`` after one another in a job of two processes, each the
     first of its node and working in a folder of its own, ``root/node0`` and ``root/node1``
     (so that a relative ``--out runs`` is a node-local disk); returns both processes' output
-    and each rank's records (see distributed_worker.py). A job still running after
-    ``timeout`` seconds is killed: hung."""
+    and each rank's records (see distributed_worker.py), with ``variables`` in their
+    environment. A job still running after ``timeout`` seconds is killed: hung."""
     records = root / "records"
     records.mkdir(parents=True, exist_ok=True)
     separated = [arg for fault, command in commands for arg in ("--", fault, *command)]
@@ -41,7 +45,7 @@ def two_nodes(root: Path, *commands: tuple[str, list[str]], timeout: float = 150
     for rank in (0, 1):
         (root / f"node{rank}").mkdir(exist_ok=True)
         environment = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", **variables)
         with open(records / f"out{rank}", "w") as stdout, open(records / f"err{rank}", "w") as stderr:
             processes.append(subprocess.Popen([sys.executable, str(WORKER), str(records), *separated], stdout=stdout,
                                               stderr=stderr, env=environment, cwd=root / f"node{rank}",
@@ -90,3 +94,57 @@ def test_resume_auto_follows_rank_0_when_only_another_rank_sees_an_old_run(job):
     assert json.loads(started.joinpath("metrics.jsonl").read_text().splitlines()[-1])["epoch"] == RUN["epochs"]
     old = job["root"] / "node1" / "runs" / "seen-by-1" / "last.pt"
     assert torch.load(old, weights_only=True)["epoch"] == 1  # left alone
+
+
+def mnist_args(data_dir: str, name: str) -> list[str]:
+    return ["train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", data_dir, "--epochs", "1",
+            "--batch-size", "32", "--set", "train_size=64", "--set", "test_size=64", "--device", "cpu",
+            "--out", "runs", "--name", name]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory):
+    """MNIST runs of the two nodes, torchvision downloading from a local web server: first
+    with a data folder each (rank 0's holds MNIST, rank 1's is empty), then with one empty
+    folder both share."""
+    found = real_data_dir()
+    archives = found / "MNIST" / "raw" if found else None
+    if archives is None or not (archives / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("MNIST's archives not found: set CONVZOO_DATA to the folder holding MNIST/raw/*.gz")
+    root = tmp_path_factory.mktemp("downloads")
+    own = root / "node0" / "data" / "MNIST" / "raw"
+    own.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (own / name).symlink_to(archives / name)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(archives)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        completed = two_nodes(root, ("none", mnist_args("data", "own-folders")),
+                              ("none", mnist_args(str(root / "shared"), "shared-folder")),
+                              CONVZOO_TEST_MNIST_MIRROR=f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+    return {**completed, "root": root}
+
+
+def test_nodes_with_different_data_go_through_the_same_collectives(downloads):
+    """Rank 1's folder lacks MNIST, rank 0's has it: rank 1 downloads while rank 0 goes on,
+    and no collective waits on one of them alone (issue 21, item 5: the download's barrier
+    was reached only where files were missing)."""
+    assert [rank[0]["exit_code"] for rank in downloads["ranks"]] == [0, 0], downloads["stderr"]
+    assert [len(rank[0].get("downloads", [])) for rank in downloads["ranks"]] == [0, 4]
+    assert (downloads["root"] / "node1" / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_one_process_at_a_time_downloads_into_a_shared_data_folder(downloads):
+    """Both nodes start with the same empty folder: one downloads, the other waits for it
+    and reads its files (issue 21, item 5: every node's first process downloaded into the
+    same files at once)."""
+    assert [rank[1]["exit_code"] for rank in downloads["ranks"]] == [0, 0], downloads["stderr"]
+    assert sorted(len(rank[1].get("downloads", [])) for rank in downloads["ranks"]) == [0, 4]
+    assert not list((downloads["root"] / "shared").glob(".*lock"))
