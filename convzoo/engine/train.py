@@ -514,13 +514,16 @@ def _forget_epochs_after(run_dir: Path, epoch: int) -> str | None:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().splitlines()
+    last = max((number for number, line in enumerate(lines, start=1) if line.strip()), default=0)
     kept, note = [], None
     for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except ValueError:
-            if number < len(lines):
+            if number < last:
                 raise ConvzooError(
                     f"{path} line {number} is not a JSON record ({line[:40]!r}...); repair or delete that line, "
                     f"then resume again with --resume {run_dir}."
