@@ -63,19 +63,63 @@ def two_nodes(root: Path, *commands: tuple[str, list[str]], timeout: float = 150
     return {"stderr": stderr, "ranks": ranks}
 
 
+def mnist_args(data_dir: str, name: str) -> list[str]:
+    return ["train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", data_dir, "--epochs", "1",
+            "--batch-size", "32", "--set", "train_size=64", "--set", "test_size=64", "--device", "cpu",
+            "--out", "runs", "--name", name]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def mnist_archives() -> Path | None:
+    """The folder of MNIST's four .gz archives, as torchvision downloads them, if at hand."""
+    found = real_data_dir()
+    archives = found / "MNIST" / "raw" if found else None
+    return archives if archives and (archives / "train-images-idx3-ubyte.gz").is_file() else None
+
+
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """Two ``--resume auto`` commands whose ranks see different things in ``--out runs``: rank
-    0 a last.pt that rank 1 has not, then rank 1 an old last.pt where rank 0 has none."""
+    """One job, a process start for every test here: two ``--resume auto`` commands whose
+    ranks see different things in ``--out runs`` (rank 0 a last.pt that rank 1 has not,
+    then rank 1 an old last.pt where rank 0 has none); then, where MNIST's archives are at
+    hand, two MNIST runs with torchvision downloading from a local web server: with a data
+    folder each (rank 0's holds MNIST, rank 1's is empty), then with one empty folder both
+    share."""
     root = tmp_path_factory.mktemp("nodes")
     for rank, name in ((0, "seen-by-0"), (1, "seen-by-1")):
         killed_after_epoch_1(TrainConfig(**RUN, out=str(root / f"node{rank}" / "runs"), name=name))
-    completed = two_nodes(
-        root,
-        ("none", train_args(Path("runs"), "seen-by-0", "--resume", "auto")),
-        ("none", train_args(Path("runs"), "seen-by-1", "--resume", "auto")),
-    )
+    commands = [("none", train_args(Path("runs"), "seen-by-0", "--resume", "auto")),
+                ("none", train_args(Path("runs"), "seen-by-1", "--resume", "auto"))]
+    archives, variables, server = mnist_archives(), {}, None
+    if archives is not None:
+        own = root / "node0" / "data" / "MNIST" / "raw"
+        own.mkdir(parents=True)
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                     "t10k-labels-idx1-ubyte"):
+            (own / name).symlink_to(archives / name)
+        commands += [("none", mnist_args("data", "own-folders")),
+                     ("none", mnist_args(str(root / "shared"), "shared-folder"))]
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                 functools.partial(QuietHandler, directory=str(archives)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        variables["CONVZOO_TEST_MNIST_MIRROR"] = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        completed = two_nodes(root, *commands, **variables)
+    finally:
+        if server is not None:
+            server.shutdown()
     return {**completed, "root": root}
+
+
+@pytest.fixture
+def downloads(job):
+    if mnist_archives() is None:
+        pytest.skip("MNIST's archives not found: set CONVZOO_DATA to the folder holding MNIST/raw/*.gz")
+    return job
 
 
 def test_resume_auto_that_rank_1_cannot_see_stops_the_job_with_one_line(job):
@@ -96,48 +140,12 @@ def test_resume_auto_follows_rank_0_when_only_another_rank_sees_an_old_run(job):
     assert torch.load(old, weights_only=True)["epoch"] == 1  # left alone
 
 
-def mnist_args(data_dir: str, name: str) -> list[str]:
-    return ["train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", data_dir, "--epochs", "1",
-            "--batch-size", "32", "--set", "train_size=64", "--set", "test_size=64", "--device", "cpu",
-            "--out", "runs", "--name", name]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def downloads(tmp_path_factory):
-    """MNIST runs of the two nodes, torchvision downloading from a local web server: first
-    with a data folder each (rank 0's holds MNIST, rank 1's is empty), then with one empty
-    folder both share."""
-    found = real_data_dir()
-    archives = found / "MNIST" / "raw" if found else None
-    if archives is None or not (archives / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip("MNIST's archives not found: set CONVZOO_DATA to the folder holding MNIST/raw/*.gz")
-    root = tmp_path_factory.mktemp("downloads")
-    own = root / "node0" / "data" / "MNIST" / "raw"
-    own.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        (own / name).symlink_to(archives / name)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(archives)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        completed = two_nodes(root, ("none", mnist_args("data", "own-folders")),
-                              ("none", mnist_args(str(root / "shared"), "shared-folder")),
-                              CONVZOO_TEST_MNIST_MIRROR=f"http://127.0.0.1:{server.server_address[1]}/")
-    finally:
-        server.shutdown()
-    return {**completed, "root": root}
-
-
 def test_nodes_with_different_data_go_through_the_same_collectives(downloads):
     """Rank 1's folder lacks MNIST, rank 0's has it: rank 1 downloads while rank 0 goes on,
     and no collective waits on one of them alone (issue 21, item 5: the download's barrier
     was reached only where files were missing)."""
-    assert [rank[0]["exit_code"] for rank in downloads["ranks"]] == [0, 0], downloads["stderr"]
-    assert [len(rank[0].get("downloads", [])) for rank in downloads["ranks"]] == [0, 4]
+    assert [rank[2]["exit_code"] for rank in downloads["ranks"]] == [0, 0], downloads["stderr"]
+    assert [len(rank[2].get("downloads", [])) for rank in downloads["ranks"]] == [0, 4]
     assert (downloads["root"] / "node1" / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
 
 
@@ -145,6 +153,6 @@ def test_one_process_at_a_time_downloads_into_a_shared_data_folder(downloads):
     """Both nodes start with the same empty folder: one downloads, the other waits for it
     and reads its files (issue 21, item 5: every node's first process downloaded into the
     same files at once)."""
-    assert [rank[1]["exit_code"] for rank in downloads["ranks"]] == [0, 0], downloads["stderr"]
-    assert sorted(len(rank[1].get("downloads", [])) for rank in downloads["ranks"]) == [0, 4]
+    assert [rank[3]["exit_code"] for rank in downloads["ranks"]] == [0, 0], downloads["stderr"]
+    assert sorted(len(rank[3].get("downloads", [])) for rank in downloads["ranks"]) == [0, 4]
     assert not list((downloads["root"] / "shared").glob(".*lock"))
