@@ -14,9 +14,12 @@ def load_cifar(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.
 
     dataset_class = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
-        # One process at a time per data folder: the first downloads, the others find its files.
-        with no_new_empty_folders(root), one_writer_at_a_time(root), quiet_stdout():
-            dataset = dataset_class(str(root), train=train, download=True)
+        with no_new_empty_folders(root), quiet_stdout():
+            try:
+                dataset = dataset_class(str(root), train=train, download=False)
+            except RuntimeError:  # missing, or being written: download, one process at a time per data folder
+                with one_writer_at_a_time(root):
+                    dataset = dataset_class(str(root), train=train, download=True)
     except (OSError, RuntimeError) as error:
         raise missing_data_error(name, root, error) from error
     images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
