@@ -7,6 +7,7 @@ dataset's spec (whose shape and class count size the model).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,12 @@ class Loaders:
     test: Any
     image_size: int
     """Side of the images the model sees (after padding for fixed-size models)."""
+
+    def close(self) -> None:
+        """End the DataLoader workers of both loaders, if they have any."""
+        for loader in (self.train, self.test):
+            if hasattr(loader, "close"):
+                loader.close()
 
 
 def build_loaders(
@@ -136,6 +143,14 @@ class _DeviceLoader:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch, start_step * self.loader.batch_size)
 
+    def close(self) -> None:
+        """End the loader's persistent workers now, not when the loader is collected: a
+        stopped run ends them before it stops ignoring SIGTERM (engine/interrupts.py)."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
     def __iter__(self):
         import torch
 
@@ -168,7 +183,7 @@ def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_wor
 
     from convzoo.data.imagefolder import build_imagefolder_dataset
     from convzoo.data.resumable import ResumableSampler, SeededPerSample
-    from convzoo.engine.interrupts import ignore_stop_signals
+    from convzoo.engine.interrupts import ignore_stop_signals, trainer_catches_sigterm
     from convzoo.seeding import derived_seed
 
     pin = torch.device(device).type == "cuda"
@@ -181,8 +196,9 @@ def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_wor
     sampler = ResumableSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
     # Whatever else a worker draws (Python's and NumPy's generators) is seeded per rank.
     workers_seed = torch.Generator().manual_seed(derived_seed(seed, "workers", rank))
+    worker_init = functools.partial(ignore_stop_signals, trainer_catching=trainer_catches_sigterm())
     common = dict(num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0,
-                  worker_init_fn=ignore_stop_signals if num_workers > 0 else None)
+                  worker_init_fn=worker_init if num_workers > 0 else None)
     train_loader = DataLoader(
         train_set, batch_size=batch_size, sampler=sampler, drop_last=True, generator=workers_seed, **common
     )

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from convzoo.data.files import missing_data_error, no_new_empty_folders, quiet_stdout
-from convzoo.engine.runtime import local_main_first
+from convzoo.data.files import missing_data_error, no_new_empty_folders, one_writer_at_a_time, quiet_stdout
 
 
 def load_cifar(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -15,9 +14,12 @@ def load_cifar(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.
 
     dataset_class = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
-        # Under torchrun one process per node downloads while the others wait for it.
-        with local_main_first() as may_download, quiet_stdout(), no_new_empty_folders(root):
-            dataset = dataset_class(str(root), train=train, download=may_download)
+        with no_new_empty_folders(root), quiet_stdout():
+            try:
+                dataset = dataset_class(str(root), train=train, download=False)
+            except RuntimeError:  # missing, or being written: download, one process at a time per data folder
+                with one_writer_at_a_time(root):
+                    dataset = dataset_class(str(root), train=train, download=True)
     except (OSError, RuntimeError) as error:
         raise missing_data_error(name, root, error) from error
     images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()

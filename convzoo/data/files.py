@@ -71,6 +71,54 @@ def missing_data_error(dataset: str, root: Path, cause: BaseException | None = N
 
 
 @contextlib.contextmanager
+def one_writer_at_a_time(folder: Path) -> Iterator[None]:
+    """While entered, no other process holds this lock on the data folder ``folder``, on
+    this machine or, over a shared file system, on any other: downloads take it, so that
+    the processes of a job (one or many per node, a shared folder or one per node) never
+    write one dataset's files at once, and each finds what the one before it wrote.
+
+    A POSIX lock (``fcntl.lockf``), which NFS carries to every client, on a file that is
+    removed on the way out (and so leaves no trace after a failed download). No
+    collective: every rank goes through the same ones, whatever its own disk holds. Where
+    no lock can be taken (a read-only folder, a file system without locks, Windows) there
+    is nothing to guard, or nothing better to do, and the download goes ahead unlocked.
+    """
+    path = folder / ".convzoo-download.lock"
+    handle = _locked(path)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()  # before unlocking: whoever gets the lock next sees it is gone, and starts anew
+            os.close(handle)
+
+
+def _locked(path: Path) -> int | None:
+    """An open file holding an exclusive lock on ``path`` (created if need be), or None."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.lockf(handle, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == os.fstat(handle).st_ino:
+                    return handle  # still the file on disk, not one its last holder removed
+            os.close(handle)
+            handle = None
+    except OSError:
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                os.close(handle)
+        return None
+
+
+@contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
     """torchvision prints download progress on stdout; keep stdout for ``--json``."""
     with contextlib.redirect_stdout(sys.stderr):

@@ -5,21 +5,22 @@ directly, in the few lines LeCun's format needs: importing torchvision's dataset
 3.0 s on our 2-core CPU, as it pulls in ``torch._dynamo``. ``eval``, ``explain`` and
 ``attack`` on MNIST import neither and save all of it; training saves 0.3 s of it, since
 torch's optimisers import ``torch._dynamo`` on their first step anyway.
-Missing files are left to torchvision, which downloads, verifies and extracts them; when the
-folder is read-only, the verified archives are decoded in memory instead, so a shared
-read-only data folder works.
+Missing files are left to torchvision, which downloads, verifies and extracts them, one
+process at a time per data folder (``one_writer_at_a_time``): under torchrun, whether the
+folder is shared by every node or each node has its own; when the folder is read-only,
+the verified archives are decoded in memory instead, so a shared read-only data folder works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 from pathlib import Path
 
 import torch
 
-from convzoo.data.files import missing_data_error, no_new_empty_folders, quiet_stdout
-from convzoo.engine.runtime import local_main_first
+from convzoo.data.files import missing_data_error, no_new_empty_folders, one_writer_at_a_time, quiet_stdout
 from convzoo.errors import ConvzooError
 
 _FILES = {
@@ -72,21 +73,25 @@ def read_local_files(name: str, root: Path, train: bool) -> tuple[torch.Tensor, 
 
 def load_mnist_like(name: str, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 1, 28, 28) uint8 and labels (N,) int64 of ``mnist`` or ``fashion-mnist``."""
-    found = read_local_files(name, root, train)
-    if found is not None:
-        images, labels = found
-        return images.unsqueeze(1).contiguous(), labels.long()
+    with contextlib.suppress(ConvzooError):  # a file still being written by another process: read below, after it
+        found = read_local_files(name, root, train)
+        if found is not None:
+            images, labels = found
+            return images.unsqueeze(1).contiguous(), labels.long()
     from torchvision import datasets
 
     dataset_class = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
     try:
         with (
-            local_main_first() as may_download,  # under torchrun one process per node downloads
-            quiet_stdout(),
             no_new_empty_folders(root / dataset_class.__name__ / "raw"),
+            one_writer_at_a_time(root),
+            quiet_stdout(),
         ):
-            dataset = dataset_class(str(root), train=train, download=may_download)
-        images, labels = dataset.data, dataset.targets
+            found = read_local_files(name, root, train)  # written meanwhile by the process before
+            if found is None:
+                dataset = dataset_class(str(root), train=train, download=True)
+                found = dataset.data, dataset.targets
+        images, labels = found
     except PermissionError:
         raw = root / dataset_class.__name__ / "raw"
         image_file, label_file = _FILES[train]

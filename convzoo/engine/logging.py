@@ -9,6 +9,7 @@ logs stay readable and stdout stays free for the JSON result.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,25 @@ def _stderr_console():
     return Console(stderr=True)
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` and its newline whole or not at all: a write a full disk cuts short
+    is undone (the file is cut back to its size before), so ``metrics.jsonl`` never ends in
+    half a line from this process (a power cut still can: resuming drops such a line)."""
+    data = (line + "\n").encode()
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size_before = os.fstat(handle).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(handle, data[written:])
+        except BaseException:
+            os.ftruncate(handle, size_before)
+            raise
+    finally:
+        os.close(handle)
+
+
 class RunLogger:
     """Writes ``metrics.jsonl`` and TensorBoard events in the run folder (main process only)."""
 
@@ -133,8 +153,7 @@ class RunLogger:
     def log_epoch(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as file:
-            file.write(json.dumps(record) + "\n")
+        append_line(self.run_dir / "metrics.jsonl", json.dumps(record))
         step = record["epoch"]
         for key in ("train_loss", "test_loss"):
             self.writer.add_scalar(f"loss/{key.split('_')[0]}", record[key], step)

@@ -11,7 +11,9 @@ state is stored and the checkpoint resumes on a machine with any GPUs.
 
 The position is per-rank (each rank's shard of the epoch's order): a mid-epoch
 checkpoint resumed with another number of processes restarts its epoch from the start,
-with the mid-epoch weights.
+with the mid-epoch weights. A run stopped at an epoch's end writes its ``last.pt`` at the
+epoch's last step, before evaluating; resumed, with any number of processes, it trains
+no step of that epoch again and evaluates it first.
 """
 
 from __future__ import annotations
@@ -82,11 +84,17 @@ def gather_running_sums(loss_sum: torch.Tensor, correct: torch.Tensor, runtime: 
     return {"loss_sum": torch.stack(losses).cpu(), "correct": torch.stack(corrects).cpu()}
 
 
-def resume_position(checkpoint: dict[str, Any] | None, runtime: Runtime) -> tuple[int, str | None]:
+def resume_position(checkpoint: dict[str, Any] | None, runtime: Runtime, steps_per_epoch: int
+                    ) -> tuple[int, str | None]:
     """The step of its epoch a run continues from, and a line to show when that is not the
-    checkpoint's (another number of processes: each rank's position in its shard no longer exists)."""
+    checkpoint's (another number of processes: each rank's position in its shard no longer
+    exists) or when the epoch was trained in full and only its evaluation is left (a run
+    stopped at an epoch's end writes last.pt before evaluating)."""
     if checkpoint is None or not checkpoint.get("step"):
         return 0, None
+    if checkpoint["step"] == checkpoint.get("steps_per_epoch"):
+        return steps_per_epoch, (f"epoch {checkpoint['epoch'] + 1} was trained in full before the run stopped; "
+                                 "evaluating it, then going on")
     saved_world = int(checkpoint.get("world_size", 1))
     if saved_world != runtime.world_size:
         return 0, (
@@ -102,8 +110,17 @@ def restored_running_sums(checkpoint: dict[str, Any] | None, start_step: int, ru
     """This rank's ``(loss_sum, correct, seen, epoch_seconds)`` at ``start_step``: zeros at
     an epoch's start, the saved sums when continuing within one."""
     device = runtime.device
+    zeros = (torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0)
     if start_step == 0:
-        return (torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0, 0.0)
+        return (*zeros, 0.0)
     running = checkpoint["running"]
+    saved_world = len(running["loss_sum"])
+    if saved_world != runtime.world_size:
+        # An epoch trained in full by another number of processes (resume_position restarts
+        # any other): rank 0 takes the job's sums, so that the sums over the ranks are the epoch's.
+        if runtime.rank != 0:
+            return (*zeros, float(running["epoch_time_s"]))
+        return (running["loss_sum"].sum().to(device), running["correct"].sum().to(device),
+                int(running["seen"]) * saved_world, float(running["epoch_time_s"]))
     return (running["loss_sum"][runtime.rank].to(device), running["correct"][runtime.rank].to(device),
             int(running["seen"]), float(running["epoch_time_s"]))

@@ -8,7 +8,7 @@ accuracy improved) atomically; with ``checkpoint_every``, ``last.pt`` also withi
 the step (schedule, data order, random draws), so ``--resume`` continues bit-identically
 on CPU, and with another number of torchrun processes continues the same schedule.
 SIGINT and SIGTERM stop the run after the step in progress, with a last.pt to resume from
-(engine/interrupts.py).
+(engine/interrupts.py); at an epoch's end, before its evaluation.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -72,20 +72,31 @@ def new_run_dir(config: TrainConfig, *, reuse_unstarted: bool = False) -> Path:
     auto``) takes over the folder ``--name`` names if it holds no last.pt: the previous
     attempt of the job died before its first checkpoint.
     """
+    return Path(decided_on_rank_0(lambda: str(_claim(config, reuse_unstarted))))
+
+
+def decided_on_rank_0(decide: Callable[[], Any]) -> Any:
+    """``decide()`` run by rank 0 alone, its result (or its ``ConvzooError``) on every rank.
+
+    What ranks read from their own disks can differ (node-local folders, a network file
+    system whose cache has not yet seen a file): ranks that decided apart would go on into
+    different collectives and wait for each other forever.
+    """
     import torch.distributed as dist
 
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    claimed: list[str | None] = [None]
+    decided: list[Any] = [None]
     if not distributed or dist.get_rank() == 0:
         try:
-            claimed[0] = str(_claim(config, reuse_unstarted))
+            decided[0] = ("value", decide())
         except ConvzooError as error:
-            claimed[0] = f"error:{error}"
+            decided[0] = ("error", str(error))
     if distributed:
-        dist.broadcast_object_list(claimed, src=0)
-    if claimed[0].startswith("error:"):
-        raise ConvzooError(claimed[0][len("error:"):])
-    return Path(claimed[0])
+        dist.broadcast_object_list(decided, src=0)
+    kind, value = decided[0]
+    if kind == "error":
+        raise ConvzooError(value)
+    return value
 
 
 def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
@@ -143,11 +154,10 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
 def auto_resume_folder(config: TrainConfig) -> Path | None:
     """``--resume auto``: the run folder ``--out/--name`` when it holds a last.pt to continue,
     else None (start the run there). A job that torchrun restarts (``--max-restarts``) runs
-    the same command again, so it continues from its newest checkpoint by itself; every
-    rank decides alike, since the restarted processes start after the old ones ended.
+    the same command again, so it continues from its newest checkpoint by itself. Under
+    torchrun rank 0 decides (``decided_on_rank_0``) and every rank checks that it sees the
+    same last.pt (``_check_every_rank_sees``).
     """
-    if not config.name:
-        raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
     run_dir = Path(config.out) / config.name
     if not (run_dir / "last.pt").is_file():
         return None
@@ -159,6 +169,25 @@ def auto_resume_folder(config: TrainConfig) -> Path | None:
             "Choose another --name, or resume that run with --resume and no other flags."
         )
     return run_dir
+
+
+def _check_every_rank_sees(last: Path, runtime: Runtime) -> None:
+    """Under torchrun, every rank must read the ``last.pt`` rank 0 chose to continue: one
+    that cannot (a node-local ``--out``, a cache not yet showing the file) stops the job
+    with one line rather than train from something else."""
+    if not runtime.distributed:
+        return
+    import torch.distributed as dist
+
+    sees: list[bool | None] = [None] * runtime.world_size
+    dist.all_gather_object(sees, last.is_file())
+    blind = [str(rank) for rank, sees_it in enumerate(sees) if not sees_it]
+    if blind:
+        raise ConvzooError(
+            f"--resume auto: rank 0 continues {last.parent}, but rank{'s' if len(blind) > 1 else ''} "
+            f"{', '.join(blind)} cannot see its last.pt. Every process of the job needs the same run folder: "
+            "put --out on a file system all nodes share."
+        )
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -175,8 +204,9 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
     checkpoint, claimed = None, None
     auto = resume == "auto"
     if auto:
-        resume = auto_resume_folder(config)
-        overrides = {**config.to_dict(), **(overrides or {})}
+        if not config.name:
+            raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
+        resume, overrides = None, {**config.to_dict(), **(overrides or {})}
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
         checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
@@ -185,6 +215,12 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
         config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
     runtime = setup_runtime(config.device)
     try:
+        if auto:
+            resume = decided_on_rank_0(lambda: auto_resume_folder(config))
+            if resume is not None:
+                _check_every_rank_sees(resume / "last.pt", runtime)
+                config, run_dir = resume_config(resume, overrides)
+                checkpoint = load_checkpoint(run_dir / "last.pt")
         if resume is None:
             run_dir = claimed = new_run_dir(config, reuse_unstarted=auto)
         result = _train(config, run_dir, checkpoint, runtime, quiet, progress_bars, step_lines)
@@ -246,7 +282,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     # Rebuilt, not loaded: with another number of processes an epoch has another number of
     # steps, and the schedule must still end with the last one (see engine/optim.py).
     steps_per_epoch = len(loaders.train)
-    resume_step, restart_note = resume_position(checkpoint, runtime)
+    resume_step, restart_note = resume_position(checkpoint, runtime, steps_per_epoch)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch, start_step=start_epoch * steps_per_epoch + resume_step)
     train_model = model
     if runtime.distributed:
@@ -286,7 +322,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         logger.message("--sync-bn: one process, so batch statistics are already the whole batch's; nothing to sync.")
     guard = DivergenceGuard(spec.num_classes, warmup_steps_of(config, steps_per_epoch), config.lr, logger.message)
     if checkpoint is not None and runtime.is_main:
-        _forget_epochs_after(run_dir, start_epoch)
+        dropped_note = _forget_epochs_after(run_dir, start_epoch)
+        if dropped_note:
+            logger.message(dropped_note)
         remove_unfinished_writes(run_dir)
     train_time = float(checkpoint.get("train_time_s", 0.0)) if checkpoint else 0.0
     record: dict[str, Any] = {}
@@ -306,7 +344,19 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "class_names": list(dataset_class_names(spec)),
         }
 
-    with StopSignals() as signals:
+    def save_within_epoch(epoch: int, steps_done: int, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int,
+                          epoch_time: float) -> None:
+        """last.pt after ``steps_done`` steps of ``epoch``, with every rank's running sums
+        (collective: every rank calls it at the same step)."""
+        sums = gather_running_sums(loss_sum, correct, runtime)
+        _check_finite(float(sums["loss_sum"].double().sum()), epoch, run_dir, model)  # never save NaN weights
+        if runtime.is_main:
+            running = {**sums, "seen": seen, "epoch_time_s": epoch_time}
+            atomic_save(state_at(epoch, steps_done, running), run_dir / "last.pt")
+        schedule.written()
+
+    # Workers are ended inside StopSignals: they ignore SIGTERM only while the trainer catches it.
+    with StopSignals() as signals, contextlib.closing(loaders):
         schedule = CheckpointSchedule(config.checkpoint_every, runtime, signals)
         for epoch in range(start_epoch, config.epochs):
             first_step = resume_step if epoch == start_epoch else 0
@@ -344,12 +394,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                     continue  # the epoch's own checkpoint follows
                 write, stop = schedule.after_step(epoch * steps_per_epoch + step + 1)
                 if write:
-                    sums = gather_running_sums(loss_sum, correct, runtime)
-                    _check_finite(float(sums["loss_sum"].double().sum()), epoch, run_dir, model)  # never save NaN weights
-                    running = {**sums, "seen": seen, "epoch_time_s": epoch_time_before + time.perf_counter() - started}
-                    if runtime.is_main:
-                        atomic_save(state_at(epoch, step + 1, running), run_dir / "last.pt")
-                    schedule.written()
+                    save_within_epoch(epoch, step + 1, loss_sum, correct, seen,
+                                      epoch_time_before + time.perf_counter() - started)
                     progress.note(f"step {step + 1}/{steps_per_epoch}  checkpoint written: last.pt")
                 if stop:
                     raise _stopped(signals, runtime, f"at epoch {epoch + 1} step {step + 1}", run_dir)
@@ -366,9 +412,14 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 sum_over_ranks(totals)
                 epoch_time = max_over_ranks(epoch_time, device)
             loss_total, correct_total, seen_total, stop_votes = totals.tolist()
-            train_time += epoch_time
             train_loss = loss_total / seen_total
             _check_finite(train_loss, epoch, run_dir, model)
+            if stop_votes > 0:
+                # last.pt first: evaluating a large test set outlasts the ~30 s torchrun and Slurm
+                # wait before SIGKILL. It holds the trained epoch; the resumed run evaluates it.
+                save_within_epoch(epoch, steps_per_epoch, loss_sum, correct, seen, epoch_time)
+                raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}, before its evaluation", run_dir)
+            train_time += epoch_time
             test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
             guard.after_evaluation(test["loss"], epoch + 1)
             is_best = test["acc1"] > best_acc
@@ -389,8 +440,6 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 if is_best:
                     atomic_save(state, run_dir / "best.pt")
             schedule.written()
-            if stop_votes > 0 and epoch + 1 < config.epochs:
-                raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}", run_dir)
     result = {
         "run_dir": str(run_dir), "model": config.model, "dataset": spec.name, "device": str(device),
         "epochs": config.epochs, "best_acc": best_acc, "best_epoch": best_epoch,
@@ -462,15 +511,36 @@ def _stopped(signals: StopSignals, runtime: Runtime, where: str, run_dir: Path) 
     return StoppedBySignal(f"stopped by {by} {where}; resume with --resume {run_dir}", received.value)
 
 
-def _forget_epochs_after(run_dir: Path, epoch: int) -> None:
+def _forget_epochs_after(run_dir: Path, epoch: int) -> str | None:
     """Drop ``metrics.jsonl`` lines past the checkpoint's ``epoch``: a run killed after logging
-    an epoch but before its last.pt was written trains that epoch again, and logs it again."""
+    an epoch but before its last.pt was written trains that epoch again, and logs it again.
+    A last line cut short (a crash or a power cut mid-write) is dropped too, and the line
+    returned says so; any other line that is not JSON is a one-line error."""
     import json
 
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
-        return
+        return None
     lines = path.read_text().splitlines()
-    kept = [line for line in lines if not line.strip() or json.loads(line).get("epoch", 0) <= epoch]
+    last = max((number for number, line in enumerate(lines, start=1) if line.strip()), default=0)
+    kept, note = [], None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number < last:
+                raise ConvzooError(
+                    f"{path} line {number} is not a JSON record ({line[:40]!r}...); repair or delete that line, "
+                    f"then resume again with --resume {run_dir}."
+                ) from None
+            note = f"dropped the last line of {path}: it was cut short (a crash or a full disk while it was written)"
+            continue
+        if record.get("epoch", 0) <= epoch:
+            kept.append(line)
     if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
+        rewritten = path.with_name(f".{path.name}.tmp")
+        rewritten.write_text("".join(line + "\n" for line in kept))
+        rewritten.replace(path)  # a crash now leaves the old file or the new one, never half of one
+    return note

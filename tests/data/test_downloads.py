@@ -1,4 +1,7 @@
-"""Downloads under torchrun: one process per node fetches, the others wait and then read."""
+"""Downloads under torchrun: one process at a time per data folder fetches (a file lock), the
+others then read; no collective (tests/engine/test_multi_node.py runs two real processes)."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,13 +25,15 @@ def four_process_job(monkeypatch):
 
 
 def fake_torchvision_dataset(monkeypatch, name, events, shape, fail=False):
-    """torchvision's dataset class ``name``, recording whether it was allowed to download."""
+    """torchvision's dataset class ``name`` on a folder without its files, recording whether
+    it was allowed to download, and whether it held the data folder's lock."""
     import numpy as np
     import torchvision.datasets
 
     def construct(self, root, train, download):
-        events.append(f"read, download={download}")
-        if fail:
+        locked = (Path(root) / ".convzoo-download.lock").is_file()
+        events.append(f"read, download={download}" + (", locked" if locked else ""))
+        if fail or not download:
             raise RuntimeError("Dataset not found or corrupted.")
         if len(shape) == 3:  # MNIST: tensors
             self.data, self.targets = torch.zeros(shape, dtype=torch.uint8), torch.zeros(shape[0], dtype=torch.long)
@@ -43,23 +48,22 @@ def fake_torchvision_dataset(monkeypatch, name, events, shape, fail=False):
     (lambda root: load_cifar("cifar10", root, True), "CIFAR10", (2, 32, 32, 3)),
 ], ids=["mnist", "cifar10"])
 @pytest.mark.parametrize("local_rank", [0, 1, 3])
-def test_the_first_process_of_a_node_downloads_while_the_others_wait(
+def test_every_process_downloads_under_the_data_folders_lock_and_without_a_collective(
     monkeypatch, tmp_path, four_process_job, local_rank, load, dataset_class, shape
 ):
+    """Whatever its rank and its disk, a process reaches no collective here (a barrier only
+    some reach hangs the job, issue 21 item 5); the folder's lock keeps writers apart."""
     fake_torchvision_dataset(monkeypatch, dataset_class, four_process_job, shape)
     monkeypatch.setenv("LOCAL_RANK", str(local_rank))
-    images, labels = load(tmp_path)
+    images, labels = load(tmp_path / "data")
     assert len(images) == len(labels) == 2
-    if local_rank == 0:
-        assert four_process_job == ["read, download=True", "barrier"]
-    else:
-        assert four_process_job == ["barrier", "read, download=False"]
+    assert "barrier" not in four_process_job and four_process_job[-1] == "read, download=True, locked"
+    assert not (tmp_path / "data" / ".convzoo-download.lock").exists()
 
 
-def test_a_failed_download_still_releases_the_waiting_processes(monkeypatch, tmp_path, four_process_job):
-    """They pass the barrier, find no files and fail with the same one-line error: no hang."""
+def test_a_failed_download_leaves_neither_lock_nor_folders(monkeypatch, tmp_path, four_process_job):
     fake_torchvision_dataset(monkeypatch, "MNIST", four_process_job, (2, 28, 28), fail=True)
-    monkeypatch.setenv("LOCAL_RANK", "0")
     with pytest.raises(ConvzooError, match="mnist files not found"):
-        load_mnist_like("mnist", tmp_path, True)
-    assert four_process_job == ["read, download=True", "barrier"]
+        load_mnist_like("mnist", tmp_path / "data", True)
+    assert four_process_job == ["read, download=True, locked"]
+    assert list(tmp_path.iterdir()) == []

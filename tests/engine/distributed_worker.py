@@ -13,6 +13,8 @@ counts, times and whether it destroyed the process group.
 
 The first command's ``train`` creates the process group; the later ones find it and use
 it (a failed run leaves it standing), as in a script that trains several runs in turn.
+With ``$CONVZOO_TEST_MNIST_MIRROR`` set, torchvision downloads MNIST from that URL and
+each download is recorded (``downloads``: start and end times).
 """
 
 from __future__ import annotations
@@ -116,6 +118,15 @@ def nan_loss_at_fourth_step_or_sigterm_at_second(training_loss):
     return loss_or_fault
 
 
+def recorded_download(download):
+    def download_and_record(*args, **kwargs):
+        started = time.time()
+        time.sleep(0.2)  # a download takes a while: long enough for two at once to overlap
+        download(*args, **kwargs)
+        now().setdefault("downloads", []).append([started, time.time()])
+    return download_and_record
+
+
 def main() -> None:
     records_dir, _, *rest = sys.argv[1:]
     groups: list[list[str]] = [[]]
@@ -133,6 +144,11 @@ def main() -> None:
     dist.destroy_process_group = recorded_destroy(dist.destroy_process_group)
     InMemoryLoader.set_epoch = failing_set_epoch(InMemoryLoader.set_epoch)
     engine.gather_running_sums = killed_after_first_mid_epoch_checkpoint(engine.gather_running_sums)
+    if os.environ.get("CONVZOO_TEST_MNIST_MIRROR"):
+        import torchvision.datasets.mnist as mnist
+
+        mnist.MNIST.mirrors = [os.environ["CONVZOO_TEST_MNIST_MIRROR"]]
+        mnist.download_and_extract_archive = recorded_download(mnist.download_and_extract_archive)
 
     for fault, *args in groups:
         run_dir = Path(args[args.index("--out") + 1]) / args[args.index("--name") + 1] if "--name" in args else None

@@ -7,8 +7,10 @@ read-only file system; elsewhere the same errors are simulated at the system-cal
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,32 @@ def test_permission_denied_names_the_cause(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", denied)
     with pytest.raises(ConvzooError, match="permission denied.*make the run folder writable"):
         atomic_save(SMALL, tmp_path / "best.pt")
+
+
+FULL_DISK_APPEND = """
+import json, resource, signal, sys
+from pathlib import Path
+from convzoo.engine.logging import RunLogger
+
+record = {"epoch": 1, "epochs": 2, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0, "test_acc": 0.5,
+          "test_acc5": 1.0, "lr": 0.1, "images_per_s": 100.0, "epoch_time_s": 1.0}
+logger = RunLogger(Path(sys.argv[1]), enabled=True, quiet=True)
+logger.log_epoch(record)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, write() fails with EFBIG instead
+size = (Path(sys.argv[1]) / "metrics.jsonl").stat().st_size
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, resource.RLIM_INFINITY))
+try:
+    logger.log_epoch({**record, "epoch": 2})
+except OSError as error:
+    print("append failed:", error.strerror)
+"""
+
+
+def test_an_append_to_metrics_that_the_disk_cuts_short_leaves_whole_lines(tmp_path):
+    """The kernel writes what fits and then refuses (here a file-size limit, as a full disk
+    does): the append is undone, so metrics.jsonl holds whole lines only (issue 21, item 3)."""
+    done = subprocess.run([sys.executable, "-c", FULL_DISK_APPEND, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "append failed" in done.stdout, done.stderr
+    lines = (tmp_path / "metrics.jsonl").read_text().split("\n")
+    assert lines[-1] == "" and [json.loads(line)["epoch"] for line in lines[:-1]] == [1]

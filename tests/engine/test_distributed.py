@@ -75,6 +75,23 @@ class Stopped(Exception):
     pass
 
 
+def killed_after_epoch_1(config: TrainConfig) -> None:
+    """Train ``config`` in this process until epoch 1's last.pt is written, and stop there."""
+    import convzoo.engine.train as engine
+
+    save = engine.atomic_save
+
+    def save_then_stop(state, path):
+        save(state, path)
+        if str(path).endswith("last.pt"):
+            raise Stopped
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "atomic_save", save_then_stop)
+        with pytest.raises(Stopped):
+            train(config, quiet=True)
+
+
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     """One two-process job, seven commands: a run whose 4th step gives rank 1 (only) a NaN
@@ -84,19 +101,7 @@ def job(tmp_path_factory):
     step, then resumed; a new run that rank 1 breaks at the start of epoch 2, after epoch
     1's last.pt exists (last: rank 0 is left in a collective that rank 1 never joins)."""
     out = tmp_path_factory.mktemp("job")
-    with pytest.MonkeyPatch.context() as patch:
-        import convzoo.engine.train as engine
-
-        save = engine.atomic_save
-
-        def save_then_stop(state, path):
-            save(state, path)
-            if str(path).endswith("last.pt"):
-                raise Stopped  # killed after epoch 1's checkpoint
-
-        patch.setattr(engine, "atomic_save", save_then_stop)
-        with pytest.raises(Stopped):
-            train(TrainConfig(**RUN, out=str(out), name="one"), quiet=True)
+    killed_after_epoch_1(TrainConfig(**RUN, out=str(out), name="one"))
     completed = torchrun(
         out / "records",
         ("nan", train_args(out, "nan", "--epochs", "1")),

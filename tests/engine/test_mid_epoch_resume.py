@@ -9,6 +9,7 @@ written (as a ``kill -9`` then would find it); test_signals_cli.py kills real pr
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,3 +164,84 @@ def test_a_resume_forgets_what_a_kill_left_after_the_checkpoint(tmp_path, monkey
     assert train(None, resume=run_dir, quiet=True)["complete"]
     assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_a_resume_drops_a_last_metrics_line_cut_short_and_says_so(tmp_path, monkeypatch, cli):
+    """A crash or a full disk while epoch 2's line was appended left half of it (issue 21,
+    item 3): every later resume failed on it (JSONDecodeError). The resume drops it, says
+    so, and logs epoch 2 again, whole."""
+    killed_after_checkpoint(memory_config(tmp_path, "run", train_size=64), monkeypatch, epoch=1, step=0)
+    run_dir = tmp_path / "runs" / "run"
+    line = json.dumps({"epoch": 2, "epochs": 2, "train_loss": 1.0, "train_acc": 0.5})
+    with open(run_dir / "metrics.jsonl", "a") as metrics:
+        metrics.write(line[:len(line) // 2])
+    code, _, err = cli("train", "--resume", run_dir)
+    assert code == 0, err
+    assert f"dropped the last line of {run_dir / 'metrics.jsonl'}: it was cut short" in err
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+
+def stopped_during_last_step_of_epoch_1(config: TrainConfig, monkeypatch) -> list:
+    """Train ``config`` (8 steps per epoch) with SIGTERM arriving in epoch 1's last step;
+    returns the list to which each later evaluation appends what last.pt then held."""
+    import convzoo.engine.train as engine
+
+    calls = {"steps": 0}
+    last_pt_at_evaluation = []
+    last = Path(config.out) / config.name / "last.pt"
+    training_loss, evaluate = engine.training_loss, engine.evaluate
+
+    def loss_then_signal(*args, **kwargs):
+        calls["steps"] += 1
+        if calls["steps"] == 8:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return training_loss(*args, **kwargs)
+
+    def evaluate_noting_last_pt(*args, **kwargs):
+        saved = load_checkpoint(last) if last.exists() else {}
+        last_pt_at_evaluation.append((saved.get("epoch"), saved.get("step")))
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", evaluate_noting_last_pt)
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "training_loss", loss_then_signal)
+        with pytest.raises(StoppedBySignal, match="stopped by SIGTERM at the end of epoch 1, before its evaluation; "
+                                                  f"resume with --resume {last.parent}"):
+            train(config, quiet=True)
+    return last_pt_at_evaluation
+
+
+def test_a_stop_at_an_epochs_end_writes_last_pt_before_evaluating(tmp_path, monkeypatch, one_thread):
+    """SIGTERM during epoch 1's last step (issue 21, item 4): a large test set takes longer to
+    evaluate than the ~30 s a scheduler waits before SIGKILL, so last.pt (the trained epoch,
+    not yet evaluated) comes first; the resumed run evaluates epoch 1, then goes on, and ends
+    as a run never stopped."""
+    runs = tmp_path / "runs"
+    train(memory_config(tmp_path, "straight"), quiet=True)
+    last_pt_at_evaluation = stopped_during_last_step_of_epoch_1(memory_config(tmp_path, "stopped"), monkeypatch)
+    assert last_pt_at_evaluation == []
+    saved = load_checkpoint(runs / "stopped" / "last.pt")
+    assert (saved["epoch"], saved["step"], saved["running"]["seen"]) == (0, 8, 256)
+    assert train(None, resume=runs / "stopped", quiet=True)["complete"]
+    assert last_pt_at_evaluation[0] == (0, 8)  # epoch 1's evaluation, after resuming
+    assert_same_run(runs / "straight", runs / "stopped")
+
+
+def test_an_epoch_trained_in_full_by_two_processes_is_evaluated_not_retrained_by_one(tmp_path, monkeypatch,
+                                                                                     one_thread):
+    """The stop's last.pt rewritten as two processes would have written it (4 steps each,
+    each rank's half of the sums): resumed alone, the epoch is not trained again; its logged
+    numbers are the whole job's."""
+    runs = tmp_path / "runs"
+    train(memory_config(tmp_path, "straight"), quiet=True)
+    stopped_during_last_step_of_epoch_1(memory_config(tmp_path, "stopped"), monkeypatch)
+    last = runs / "stopped" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    correct = int(state["running"]["correct"][0])
+    state.update(world_size=2, steps_per_epoch=4, step=4)
+    state["running"].update(loss_sum=state["running"]["loss_sum"].div(2).repeat(2), seen=128,
+                            correct=torch.tensor([correct // 2, correct - correct // 2]))
+    torch.save(state, last)
+    assert train(None, resume=runs / "stopped", quiet=True)["complete"]
+    assert_same_run(runs / "straight", runs / "stopped")

@@ -66,7 +66,7 @@ def test_under_torchrun_rank_0_claims_the_folder_and_the_others_receive_its_name
     def broadcast_object_list(objects, src):
         broadcasts.append(list(objects))
         if rank != 0:
-            objects[0] = str(tmp_path / "runs" / "lenet5-synthetic-claimed-by-rank-0")
+            objects[0] = ("value", str(tmp_path / "runs" / "lenet5-synthetic-claimed-by-rank-0"))
 
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
@@ -75,7 +75,7 @@ def test_under_torchrun_rank_0_claims_the_folder_and_the_others_receive_its_name
     run_dir = new_run_dir(TrainConfig(model="lenet5", out=str(tmp_path / "runs")))
     assert len(broadcasts) == 1
     if rank == 0:
-        assert run_dir.is_dir() and broadcasts[0] == [str(run_dir)]
+        assert run_dir.is_dir() and broadcasts[0] == [("value", str(run_dir))]
     else:
         assert run_dir.name == "lenet5-synthetic-claimed-by-rank-0" and broadcasts[0] == [None]
         assert not (tmp_path / "runs").exists()  # only rank 0 creates folders
