@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from convzoo.engine.evaluate import main_logits
+from convzoo.inspection.scores import class_scores
 from convzoo.probing.layers import LayerInfo
 from convzoo.visualize.fourier import FourierImage
 from convzoo.visualize.layers import check_range, frozen, layer_output
@@ -69,29 +69,18 @@ def channel_objective(model: nn.Module, layer: LayerInfo, channels: list[int]) -
 
 
 def class_objective(model: nn.Module, classes: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """inputs -> (N,) logit of class ``classes[i]`` for image i.
+    """inputs -> (N,) pre-softmax score of class ``classes[i]`` for image i.
 
     A model ending in (Log)Softmax (LeNet-5's log-softmax, as in the lecture's table) is
-    read *before* it: a log-probability saturates at 0 and rises mostly by pushing the
-    other classes down, while the logit measures the class's own evidence.
+    read *before* it (``convzoo.inspection.scores``, the rule every inspection command
+    follows): a log-probability saturates at 0 and rises mostly by pushing the other
+    classes down, while the logit measures the class's own evidence (Simonyan et al. 2014).
     """
     rows = torch.arange(len(classes))
     wanted = torch.tensor(classes)
-    last = list(model.modules())[-1]
-    captured: dict[str, torch.Tensor] = {}
-
-    def logits_of(inputs: torch.Tensor) -> torch.Tensor:
-        if not isinstance(last, (nn.LogSoftmax, nn.Softmax)):
-            return main_logits(model(inputs))
-        handle = last.register_forward_pre_hook(lambda _module, args: captured.__setitem__("logits", args[0]))
-        try:
-            model(inputs)
-        finally:
-            handle.remove()
-        return captured.pop("logits")
 
     def objective(inputs: torch.Tensor) -> torch.Tensor:
-        logits = logits_of(inputs)
+        logits = class_scores(model, inputs)
         check_range(classes, logits.shape[1], "class", "--class")
         return logits[rows.to(inputs.device), wanted.to(inputs.device)]
 
