@@ -405,7 +405,8 @@ def _short_of_data(result, best, split: str, steps: int) -> list[str]:
         elif after <= 0 and result.target_kind == "channel":
             why = "the unit is still off at every position of the image; another --seed may start it"
         else:
-            why = "the ascent settled in a lower optimum; another --seed or more --steps may pass it"
+            why = ("the ascent settled in a lower optimum (positions that are off get no gradient while others "
+                   "fire); another --seed or more --steps may pass it")
         lines.append(f"{result.target_kind} {target}: {after:.4g} after {steps} steps, below {value:.4g} on {split} "
                      f"image {index}: {why}.")
     return lines
