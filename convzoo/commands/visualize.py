@@ -333,6 +333,9 @@ def maximize_command(
         from convzoo.visualize import maximize, parse_channels
         from convzoo.visualize.layers import check_range
 
+        from convzoo.inspection.images import check_split
+
+        check_split(split)  # before the ascent: only a dataset missing on this machine is a note, not an error
         subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
         if class_index and (layer or channels):
             raise ConvzooError("pass --layer/--channels or --class, not both.")

@@ -16,8 +16,8 @@ Two recipes:
   ``U[0, 1]`` noise, the gradient divided by its root-mean-square per image (Chollet 2016,
   which the lecture credits) so one step size serves every model, and the pixels kept in
   [0, 1] so the result is an image; only the redirected ReLU gradient is shared with
-  Lucid's recipe (a unit off everywhere on the noise would never move). It reaches high activations with high-frequency
-  patterns: the reason the regularised recipe exists.
+  Lucid's recipe (a unit off everywhere on the noise would never move). It reaches high
+  activations with high-frequency patterns: the reason the regularised recipe exists.
 
 Every requested target is one image of one batch: all optimise together (in eval mode
 the images do not interact), so 16 channels cost about one batched ascent.

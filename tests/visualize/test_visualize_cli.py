@@ -61,6 +61,7 @@ def test_json_schemas_of_every_kind(cli, tmp_path, lenet_checkpoint):
     (["patches", "--layer", "features.4", "--channels", "12-16"], "--channels 16 is out of range"),
     (["maximize", "--layer", "features.1", "--channels", "6"], "--channels 6 is out of range"),
     (["maximize", "--class", "10"], "--class 10 is out of range"),
+    (["maximize", "--layer", "features.4", "--split", "val"], "--split must be train or test"),
     (["dream", "--layer", "features.4", "--image", "NOT_AN_IMAGE"], "cannot read image"),
     (["filters", "--model", "resnet20"], "does not match the checkpoint"),
     (["filters", "--layer", "features.1"], "not a 2-D convolution"),
