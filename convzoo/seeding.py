@@ -10,7 +10,8 @@ checkpoint, and no two ranks of a torchrun job draw the same masks or crops for 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     import torch
@@ -41,3 +42,16 @@ def seed_generators(seed: int, device: torch.device | None = None) -> None:
         torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()].manual_seed(seed)
     elif device is not None and device.type == "mps":
         torch.mps.manual_seed(seed)
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Inside, torch's CPU generator and ``device``'s are seeded with ``seed``; afterwards both
+    are as they were. For library code that draws from the global generators (captum's PGD
+    start, SmoothGrad's noise): its draws repeat, and the caller's random stream is untouched."""
+    import torch
+
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        seed_generators(seed, device)
+        yield

@@ -45,6 +45,7 @@ def main() -> None:
     from convzoo.visualize import (
         conv_layer_weight, filter_images, maximize, resolve_layers, top_activating_patches,
     )
+    from convzoo.visualize.maximize import dataset_best
     from convzoo.visualize.patches import input_batches
     from convzoo.visualize.pictures import patch_canvas
 
@@ -95,8 +96,12 @@ def main() -> None:
         for ax, layer in zip(axes[0], exits):
             started = time.perf_counter()
             channels = list(range(min(16, layer.shape[0])))
+            # The same bar as `convzoo visualize maximize`: what the best test image reaches.
+            best = dataset_best(model, input_batches(images, to_inputs, 500), layer=layer, channels=channels)
             result = maximize(model, preprocessing.normalize, (preprocessing.channels, side), layer=layer,
-                              channels=channels, steps=args.steps, seed=0)
+                              channels=channels, steps=args.steps, seed=0, reach=best.values)
+            numbers[f"maximize_{layer.name}_retried"] = len(result.retried)
+            numbers[f"maximize_{layer.name}_below_dataset_best"] = int((result.after < best.values).sum())
             numbers[f"maximize_{layer.name}_s"] = round(time.perf_counter() - started, 1)
             numbers[f"maximize_{layer.name}_before_mean"] = round(float(result.before.mean()), 3)
             numbers[f"maximize_{layer.name}_after_mean"] = round(float(result.after.mean()), 3)

@@ -1,9 +1,12 @@
 """FGSM and PGD by captum.robust, on pixels, with epsilon in pixel units.
 
 - FGSM (Goodfellow, Shlens & Szegedy 2015, eq. 3): x' = clip(x + eps * sign(grad_x L(x, y))).
-- PGD (Madry et al. 2018, eq. 2): ``steps`` FGSM steps of ``step_size``, each projected
-  back onto the L-infinity ball of radius eps around x and onto [0, 1]; the default step
-  is 2.5 eps / steps, Madry et al.'s choice, so the walk can cross the ball and back.
+- PGD (Madry et al. 2018, eq. 2 and section 5): from a uniformly random point of the
+  L-infinity ball of radius eps around x (clamped to [0, 1]; ``random_start=False`` starts
+  at x itself, which is BIM, Kurakin et al. 2017), ``steps`` FGSM steps of ``step_size``,
+  each projected back onto the ball and onto [0, 1]; the default step is 2.5 eps / steps,
+  Madry et al.'s choice, so the walk can cross the ball and back. The random starts are
+  drawn from the attack's own seed: the same seed gives the same adversarial images.
 
 Both run on ``GradientReadyModel``: the dataset's normalisation folded in front, so the
 attack perturbs pixels and clamps them to [0, 1], the model in eval mode (BatchNorm's
@@ -35,6 +38,7 @@ from torch import nn
 from convzoo.attribution.wrapping import GradientReadyModel
 from convzoo.errors import ConvzooError
 from convzoo.inspection import Preprocessing
+from convzoo.seeding import seeded
 
 ATTACKS = ("fgsm", "pgd")
 DEFAULT_EPSILONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
@@ -65,7 +69,7 @@ class Attack:
     """An L-infinity attack bound to a model, captum-style: ``perturb(pixels, labels, eps)``."""
 
     def __init__(self, model: nn.Module, method: str = "fgsm", preprocessing: Preprocessing | None = None, *,
-                 steps: int = 10, step_size: float | None = None, random_start: bool = False) -> None:
+                 steps: int = 10, step_size: float | None = None, random_start: bool = True, seed: int = 0) -> None:
         from captum.robust import FGSM, PGD
 
         self.method = check_attack(method)
@@ -75,6 +79,9 @@ class Attack:
             raise ConvzooError(f"--step-size {step_size} is outside (0, 1]: it is in pixel units.")
         self.model = model if isinstance(model, GradientReadyModel) else GradientReadyModel(model, preprocessing)
         self.steps, self.step_size, self.random_start = steps, step_size, random_start
+        self._starts = torch.Generator().manual_seed(seed)
+        """One seed per PGD call is drawn from here: every batch and epsilon gets its own
+        random start, and the whole sweep repeats under the same seed."""
         self._fgsm = FGSM(self.model, _per_image_loss, lower_bound=0.0, upper_bound=1.0)
         self._fgsm.zero_thresh = 0.0
         self._pgd = PGD(self.model, _per_image_loss, lower_bound=0.0, upper_bound=1.0)
@@ -93,7 +100,9 @@ class Attack:
         else:
             import warnings
 
-            with warnings.catch_warnings():
+            # captum draws the random start from torch's global generator: seed it for this call.
+            start_seed = int(torch.randint(2**62, (1,), generator=self._starts))
+            with warnings.catch_warnings(), seeded(start_seed, pixels.device):
                 # captum's PGD hands each step's detached image to its FGSM, which says so every time.
                 warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
                 adversarial = self._pgd.perturb(pixels, eps, self.step_for(eps), self.steps, labels,

@@ -9,9 +9,10 @@ Adebayo et al.'s sanity check of them.
 
 from convzoo.attribution.methods import METHODS, Explainer, attribution_magnitude, display_maps
 from convzoo.attribution.sanity import SanityResult, cascading_randomisation, spearman
-from convzoo.attribution.wrapping import GradientReadyModel, MainLogits, without_inplace
+from convzoo.attribution.wrapping import GradientReadyModel, without_inplace
+from convzoo.inspection.scores import ClassScores
 
 __all__ = [
-    "METHODS", "Explainer", "GradientReadyModel", "MainLogits", "SanityResult", "attribution_magnitude",
+    "METHODS", "ClassScores", "Explainer", "GradientReadyModel", "SanityResult", "attribution_magnitude",
     "cascading_randomisation", "display_maps", "spearman", "without_inplace",
 ]

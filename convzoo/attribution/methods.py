@@ -18,6 +18,8 @@ the papers recommend and makes every zoo model acceptable to them (``GradientRea
 - ``occlusion``: Zeiler & Fergus (2014), the score's drop when a ``window`` square of
   pixels is set to black, slid by half a window.
 
+The class score is the one the papers define: the main head's output before a final
+softmax or log-softmax (``convzoo.inspection.scores``; LeNet-5 ends in ``LogSoftmax``).
 Inputs are pixels in [0, 1] when a ``Preprocessing`` is given (the dataset's
 normalisation runs inside the model), else whatever ``model`` takes. ``target`` defaults
 to each image's predicted class. Attributions come back shaped like the inputs
@@ -35,6 +37,7 @@ from convzoo.attribution.layers import choose_spatial_layer
 from convzoo.attribution.wrapping import GradientReadyModel
 from convzoo.errors import ConvzooError
 from convzoo.inspection import Preprocessing
+from convzoo.seeding import seeded
 
 METHODS = ("saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion")
 
@@ -134,9 +137,7 @@ class Explainer:
 
         tunnel = NoiseTunnel(Saliency(self.model))
         maps = []
-        devices = [inputs.device.index or 0] if inputs.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed)
+        with seeded(self.seed, inputs.device):
             # captum's stdevs is one number per input tensor, and sigma is per image: one call each.
             for image, target in zip(inputs, targets):
                 value_range = float(image.detach().max() - image.detach().min()) or 1.0

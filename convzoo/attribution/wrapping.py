@@ -1,6 +1,6 @@
-"""A copy of any zoo model that gradient methods can differentiate: pixels in, main logits out.
+"""A copy of any zoo model that gradient methods can differentiate: pixels in, class scores out.
 
-Three things in the zoo trip up captum's gradients and hooks, so every explanation and
+Four things in the zoo trip up captum's gradients and hooks, so every explanation and
 attack runs on a copy prepared here rather than on the user's model:
 
 - in-place operations (``ReLU(inplace=True)`` in LeNet-5, AlexNet, VGG, ResNet, ...)
@@ -9,6 +9,9 @@ attack runs on a copy prepared here rather than on the user's model:
   module that has the flag;
 - GoogLeNet in training mode returns ``(logits, aux1, aux2)``; the copy always returns the
   main head's logits (``convzoo.engine.evaluate.main_logits``), so targets index classes;
+- LeNet-5 ends in ``LogSoftmax``: the copy returns the scores before it
+  (``convzoo.inspection.scores``), which is what saliency, Grad-CAM and the others are
+  defined on, and the same cross-entropy for the attacks;
 - attacks measure epsilon in pixels and Integrated Gradients' black baseline is black
   *pixels* (not zero after normalisation, which is grey for MNIST): the dataset's
   normalisation is folded in front (``PixelInputModel``) so inputs are pixels in [0, 1].
@@ -18,22 +21,10 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 
-from convzoo.engine.evaluate import main_logits
 from convzoo.inspection import PixelInputModel, Preprocessing
-
-
-class MainLogits(nn.Module):
-    """``model``'s main-head logits, whatever it returns (a tensor or ``(main, *aux)``)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return main_logits(self.model(inputs))
+from convzoo.inspection.scores import ClassScores
 
 
 def without_inplace(model: nn.Module) -> nn.Module:
@@ -45,9 +36,10 @@ def without_inplace(model: nn.Module) -> nn.Module:
     return duplicate
 
 
-class GradientReadyModel(MainLogits):
-    """Pixels in [0, 1] (or the model's own inputs when no preprocessing is given) to main
-    logits, on an in-place-free eval-mode copy; ``network`` is that copy, for layer lookups.
+class GradientReadyModel(ClassScores):
+    """Pixels in [0, 1] (or the model's own inputs when no preprocessing is given) to the
+    main head's pre-softmax class scores, on an in-place-free eval-mode copy; ``network``
+    is that copy, for layer lookups.
 
     The copy's parameters do not require gradients: only inputs are differentiated, and
     the user's model is never touched.

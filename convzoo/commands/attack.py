@@ -20,7 +20,7 @@ def attack_command(
     eps: Annotated[str, typer.Option("--eps", help="Comma-separated epsilons in pixel units of [0, 1] images.")] = "0,0.05,0.1,0.15,0.2,0.25,0.3",
     steps: Annotated[int, typer.Option("--steps", help="PGD iterations.")] = 10,
     step_size: Annotated[float | None, typer.Option("--step-size", help="PGD step in pixels (default 2.5 eps / steps, Madry et al. 2018).")] = None,
-    random_start: Annotated[bool, typer.Option("--random-start", help="PGD starts from a uniform point of the eps-ball (seeded).")] = False,
+    random_start: Annotated[bool, typer.Option("--random-start/--no-random-start", help="PGD starts from a uniform point of the eps-ball, seeded by --seed (Madry et al.), or from the image itself.")] = True,
     checkpoint: CheckpointOption = None,
     model: ModelOption = None,
     random_init: RandomInitOption = False,
@@ -73,8 +73,6 @@ def run_attack(*, methods: list[str], epsilons: list[float], steps: int, step_si
                device: str | None, seed: int, out: str, name: str | None, data_dir: str | None,
                conv: str | None) -> dict[str, Any]:
     """The command's work, returning what ``--json`` prints."""
-    import torch
-
     from convzoo.adversarial import Attack, check_epsilons, robust_accuracy
     from convzoo.adversarial.attacks import check_attack
     from convzoo.adversarial.figures import accuracy_figure, triplet_figure
@@ -104,9 +102,8 @@ def run_attack(*, methods: list[str], epsilons: list[float], steps: int, step_si
     curves = []
     with InspectionRun(out, name, f"attack-{source.model_name}") as run:
         for attack_name in chosen:
-            torch.manual_seed(seed)  # PGD's random start
             attack = Attack(network, attack_name, preprocessing, steps=steps, step_size=step_size,
-                            random_start=random_start)
+                            random_start=random_start, seed=seed)
             curves.append(robust_accuracy(attack, images.pixels, images.labels, epsilons, batch_size=batch_size,
                                           keep=64, device=torch_device))
         rows = [row for curve in curves for row in curve.rows()]
@@ -120,7 +117,8 @@ def run_attack(*, methods: list[str], epsilons: list[float], steps: int, step_si
         result: dict[str, Any] = {
             "model": source.model_name, "source": source.source, "dataset": spec.name, "split": split,
             "images": len(indices), "epsilons": epsilons, "steps": steps if "pgd" in chosen else None,
-            "step_size": step_size, "random_start": random_start, "example_eps": shown_eps,
+            "step_size": step_size, "random_start": random_start if "pgd" in chosen else None, "seed": seed,
+            "example_eps": shown_eps,
             "device": str(torch_device), "seconds": {curve.method: round(curve.seconds, 2) for curve in curves},
             "cpu_seconds": {curve.method: round(curve.cpu_seconds, 2) for curve in curves},
             "results": rows,
@@ -155,5 +153,8 @@ def _print_report(result: dict[str, Any]) -> None:
     for eps in result["epsilons"]:
         table.add_row(f"{eps:g}", *(f"{100 * values[(attack, eps)]:.2f} %" for attack in attacks))
     console.print(table)
+    if result["random_start"] is not None:
+        console.print(f"PGD started at a random point of the ε-ball (seed {result['seed']})" if result["random_start"]
+                      else "PGD started at the clean image (--no-random-start)")
     seconds = ", ".join(f"{attack.upper()} {value:.1f}s" for attack, value in result["seconds"].items())
     console.print(f"{seconds} -> {result['run_dir']}")

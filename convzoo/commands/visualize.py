@@ -305,6 +305,9 @@ def maximize_command(
     plain: Annotated[bool, typer.Option("--plain", help="The lecture's bare gradient ascent from U[0,1] noise (no regularisation).")] = False,
     steps: Annotated[int, typer.Option("--steps", help="Ascent steps (Lucid: 512).")] = 512,
     lr: Annotated[float, typer.Option("--lr", help="Step size (Adam's lr for the default recipe; Lucid: 0.05).")] = 0.05,
+    dataset: DatasetOption = None,
+    split: SplitOption = "test",
+    limit: Annotated[int | None, typer.Option("--limit", help="Search only the split's first N images for each target's best dataset image.")] = None,
     seed: SeedOption = 0,
     device: DeviceOption = None,
     out: OutOption = "runs",
@@ -318,6 +321,8 @@ def maximize_command(
 
     Default: Lucid's regularised recipe (Fourier-space, decorrelated colour, random
     jitter/scale/rotation, Adam lr 0.05, 512 steps). --plain: bare gradient ascent.
+    Beside each target: the same objective on the split's image that maximises it
+    (dataset_best), and one line for each target the ascent left below it.
 
     Examples:
       [bold]convzoo visualize maximize --checkpoint runs/lenet5-mnist/best.pt --layer features.4 --channels 0-7[/bold]
@@ -328,7 +333,10 @@ def maximize_command(
         from convzoo.visualize import maximize, parse_channels
         from convzoo.visualize.layers import check_range
 
-        subject = _subject(checkpoint, model, random_init, weights, None, data_dir, conv, device, seed)
+        from convzoo.inspection.images import check_split
+
+        check_split(split)  # before the ascent: only a dataset missing on this machine is a note, not an error
+        subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
         if class_index and (layer or channels):
             raise ConvzooError("pass --layer/--channels or --class, not both.")
         chosen, wanted, classes = None, None, None
@@ -339,23 +347,72 @@ def maximize_command(
         else:
             chosen = _one_layer(subject, layer, spatial=False)
             wanted = parse_channels(channels, chosen.shape[0], what=f"{chosen.name} channel")
-        from convzoo.config import quick_cap
+        from convzoo.config import QUICK_TEST_SIZE, quick_cap
 
         steps = quick_cap(steps, QUICK_STEPS)
         preprocessing = subject.preprocessing
+        best, notes = _dataset_best(subject, split, data_dir, quick_cap(limit, QUICK_TEST_SIZE), chosen, wanted,
+                                    classes)
         started = time.perf_counter()
         result = maximize(subject.model, preprocessing.normalize, (preprocessing.channels, preprocessing.model_side),
-                          layer=chosen, channels=wanted, classes=classes, steps=steps, lr=lr, plain=plain, seed=seed)
+                          layer=chosen, channels=wanted, classes=classes, steps=steps, lr=lr, plain=plain, seed=seed,
+                          reach=best.values if best is not None else None)
         elapsed = time.perf_counter() - started
+        if best is not None:
+            notes = _short_of_data(result, best, split, steps)
         with _run(out, name, "maximize", subject) as run:
             _save_maximized(run, result, chosen.name if chosen else "class", plain)
+            targets = [{"target": target, "before": float(before), "after": float(after),
+                        "dataset_best": float(best.values[i]) if best else None,
+                        "dataset_best_index": int(best.image_indices[i]) if best else None,
+                        "retried": i in result.retried}
+                       for i, (target, before, after) in enumerate(zip(result.targets, result.before, result.after))]
             payload = {**_header("maximize", subject, run), "layer": chosen.name if chosen else None,
                        "target_kind": result.target_kind, "recipe": "plain" if plain else "lucid", "steps": steps,
-                       "lr": lr, "seed": seed, "time_s": round(elapsed, 3),
-                       "targets": [{"target": target, "before": float(before), "after": float(after)}
-                                   for target, before, after in zip(result.targets, result.before, result.after)]}
+                       "lr": lr, "seed": seed, "time_s": round(elapsed, 3), "split": split,
+                       "images_searched": best.images_seen if best else 0, "targets": targets, "notes": notes}
             _finish(payload, run, json_output, f"{len(result.targets)} {result.target_kind} images, {steps} steps "
                     f"in {elapsed:.1f}s")
+        if not json_output:
+            for line in notes:
+                typer.echo(line)
+
+
+def _dataset_best(subject: Subject, split: str, data_dir: str | None, limit: int | None, layer, channels, classes):
+    """Each target's objective on the split's best image, or None and one line saying why
+    it could not be computed (a dataset not on this machine does not stop the pictures)."""
+    from convzoo.errors import ConvzooError
+    from convzoo.visualize.maximize import dataset_best
+    from convzoo.visualize.patches import input_batches
+
+    try:
+        images, _pixels_of, to_inputs = _split_for_patches(subject, split, data_dir, limit)
+        return dataset_best(subject.model, input_batches(images, to_inputs, 500), layer=layer, channels=channels,
+                            classes=classes), []
+    except ConvzooError as error:
+        return None, [f"dataset_best not computed: {error}"]
+
+
+def _short_of_data(result, best, split: str, steps: int) -> list[str]:
+    """One line per target whose maximum-response image scores below the best dataset
+    image, saying why. Channels count only where the data makes them fire (best > 0)."""
+    from convzoo.visualize.maximize import LUCID_STEPS
+
+    lines = []
+    for target, after, value, index in zip(result.targets, result.after.tolist(), best.values.tolist(),
+                                           best.image_indices.tolist()):
+        if after >= value or (result.target_kind == "channel" and value <= 0):
+            continue
+        if steps < LUCID_STEPS:
+            why = f"{steps} steps are fewer than the recipe's {LUCID_STEPS}"
+        elif after <= 0 and result.target_kind == "channel":
+            why = "the unit is still off at every position of the image; another --seed may start it"
+        else:
+            why = ("the ascent settled in a lower optimum (positions that are off get no gradient while others "
+                   "fire); another --seed or more --steps may pass it")
+        lines.append(f"{result.target_kind} {target}: {after:.4g} after {steps} steps, below {value:.4g} on {split} "
+                     f"image {index}: {why}.")
+    return lines
 
 
 def _save_maximized(run, result, what: str, plain: bool) -> None:

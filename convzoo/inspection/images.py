@@ -144,10 +144,15 @@ def load_image_files(paths: Sequence[str | Path], preprocessing: Preprocessing) 
                        [None] * len(images))
 
 
-def dataset_split(spec: DatasetSpec, split: str, data_dir: str | None) -> tuple[Any, torch.Tensor]:
-    """A split's images (uint8 tensor (N, C, H, W), or an image folder's file paths) and labels."""
+def check_split(split: str) -> str:
     if split not in ("train", "test"):
         raise ConvzooError(f"--split must be train or test, got {split!r}.")
+    return split
+
+
+def dataset_split(spec: DatasetSpec, split: str, data_dir: str | None) -> tuple[Any, torch.Tensor]:
+    """A split's images (uint8 tensor (N, C, H, W), or an image folder's file paths) and labels."""
+    check_split(split)
     if spec.in_memory:
         from convzoo.data import load_tensors
 

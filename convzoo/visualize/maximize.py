@@ -8,27 +8,34 @@ Two recipes:
   Visualization", Distill 2017): the image is parameterised by scaled Fourier
   coefficients in decorrelated colour (``fourier.FourierImage``), every step sees it
   randomly jittered, scaled and rotated (``transforms.RandomTransforms``), and Adam
-  (lr 0.05) takes 512 steps, with Lucid's redirected ReLU gradient
-  (``redirected_relu``) so units at zero on the grey start can still rise. Patterns come out at the scale the unit likes, not as noise.
+  (lr 0.05) takes 512 steps, with Lucid's redirected ReLU gradient (``redirected_relu``)
+  so units at zero on the grey start can still rise; a target it leaves at zero (or below
+  a given bar) is ascended again with that gradient aimed at the unit closest to firing.
+  Patterns come out at the scale the unit likes, not as noise.
 - **plain** (``plain=True``), the lecture's bare ascent ``x <- x + lr * grad`` from
   ``U[0, 1]`` noise, the gradient divided by its root-mean-square per image (Chollet 2016,
   which the lecture credits) so one step size serves every model, and the pixels kept in
-  [0, 1] so the result is an image. It reaches high activations with high-frequency
-  patterns: the reason the regularised recipe exists.
+  [0, 1] so the result is an image; only the redirected ReLU gradient is shared with
+  Lucid's recipe (a unit off everywhere on the noise would never move). It reaches high
+  activations with high-frequency patterns: the reason the regularised recipe exists.
 
 Every requested target is one image of one batch: all optimise together (in eval mode
 the images do not interact), so 16 channels cost about one batched ascent.
+
+``dataset_best`` scores the same objectives on a dataset's images: what the data alone
+reaches is the bar a maximum-response image should clear, and ``convzoo visualize
+maximize`` reports it beside each target.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
-from convzoo.engine.evaluate import main_logits
+from convzoo.inspection.scores import class_scores
 from convzoo.probing.layers import LayerInfo
 from convzoo.visualize.fourier import FourierImage
 from convzoo.visualize.layers import check_range, frozen, layer_output
@@ -53,49 +60,76 @@ class MaximizeResult:
     """(N,) objective on the starting image (the grey Fourier start, or the U[0, 1] noise)."""
     after: torch.Tensor
     """(N,) objective on the final image, untransformed."""
+    retried: list[int]
+    """Positions (in ``targets``) that the first ascent left short and were ascended again."""
 
 
-def channel_objective(model: nn.Module, layer: LayerInfo, channels: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """inputs -> (N,) mean activation of channel ``channels[i]`` of ``layer`` for image i."""
-    check_range(channels, layer.shape[0], f"{layer.name} channel", "--channels")
-    rows = torch.arange(len(channels))
-    wanted = torch.tensor(channels)
-
-    def objective(inputs: torch.Tensor) -> torch.Tensor:
-        activations = layer_output(model, inputs, layer)
-        return activations[rows.to(inputs.device), wanted.to(inputs.device)].mean(dim=-1)
-
-    return objective
-
-
-def class_objective(model: nn.Module, classes: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """inputs -> (N,) logit of class ``classes[i]`` for image i.
+def target_scores(model: nn.Module, *, layer: LayerInfo | None = None, channels: list[int] | None = None,
+                  classes: list[int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """inputs -> (N, targets): for every image, each target's objective: channel
+    ``channels[j]``'s mean activation over ``layer``'s positions, or class ``classes[j]``'s
+    pre-softmax score. The ascent maximises the diagonal (image i, target i); a dataset
+    pass keeps each column's maximum.
 
     A model ending in (Log)Softmax (LeNet-5's log-softmax, as in the lecture's table) is
-    read *before* it: a log-probability saturates at 0 and rises mostly by pushing the
-    other classes down, while the logit measures the class's own evidence.
+    read *before* it (``convzoo.inspection.scores``, the rule every inspection command
+    follows): a log-probability saturates at 0 and rises mostly by pushing the other
+    classes down, while the logit measures the class's own evidence (Simonyan et al. 2014).
     """
-    rows = torch.arange(len(classes))
+    if channels is not None:
+        assert layer is not None, "channels need their layer"
+        check_range(channels, layer.shape[0], f"{layer.name} channel", "--channels")
+        wanted = torch.tensor(channels)
+
+        def scores(inputs: torch.Tensor) -> torch.Tensor:
+            return layer_output(model, inputs, layer)[:, wanted.to(inputs.device)].mean(dim=-1)
+
+        return scores
+    assert classes is not None, "pass channels (with layer) or classes"
     wanted = torch.tensor(classes)
-    last = list(model.modules())[-1]
-    captured: dict[str, torch.Tensor] = {}
 
-    def logits_of(inputs: torch.Tensor) -> torch.Tensor:
-        if not isinstance(last, (nn.LogSoftmax, nn.Softmax)):
-            return main_logits(model(inputs))
-        handle = last.register_forward_pre_hook(lambda _module, args: captured.__setitem__("logits", args[0]))
-        try:
-            model(inputs)
-        finally:
-            handle.remove()
-        return captured.pop("logits")
-
-    def objective(inputs: torch.Tensor) -> torch.Tensor:
-        logits = logits_of(inputs)
+    def class_logits(inputs: torch.Tensor) -> torch.Tensor:
+        logits = class_scores(model, inputs)
         check_range(classes, logits.shape[1], "class", "--class")
-        return logits[rows.to(inputs.device), wanted.to(inputs.device)]
+        return logits[:, wanted.to(inputs.device)]
 
-    return objective
+    return class_logits
+
+
+@dataclass
+class DatasetBest:
+    """Each target's objective on the dataset image that maximises it."""
+
+    values: torch.Tensor
+    """(targets,) the largest objective over the images searched."""
+    image_indices: torch.Tensor
+    """(targets,) the index of that image in the pass (the split's index)."""
+    images_seen: int
+
+
+@torch.no_grad()
+def dataset_best(model: nn.Module, batches: Iterable[torch.Tensor], *, layer: LayerInfo | None = None,
+                 channels: list[int] | None = None, classes: list[int] | None = None) -> DatasetBest:
+    """The same objectives ``maximize`` ascends, at their best over ``batches`` of model
+    inputs (normalised, on the model's device): what the data alone reaches, the bar a
+    maximum-response image should clear. The model is frozen in eval mode and restored."""
+    from convzoo.errors import ConvzooError
+
+    best = indices = None
+    seen = 0
+    with frozen(model):
+        scores = target_scores(model, layer=layer, channels=channels, classes=classes)
+        for inputs in batches:
+            values, where = scores(inputs).float().max(dim=0)
+            if best is None:
+                best, indices = values, where + seen
+            else:
+                better = values > best
+                best, indices = torch.where(better, values, best), torch.where(better, where + seen, indices)
+            seen += len(inputs)
+    if best is None:
+        raise ConvzooError("no images to search for the dataset's best.")
+    return DatasetBest(best.cpu(), indices.cpu(), seen)
 
 
 def maximize(
@@ -111,6 +145,7 @@ def maximize(
     plain: bool = False,
     seed: int = 0,
     jitter: float | None = None,
+    reach: torch.Tensor | None = None,
 ) -> MaximizeResult:
     """Images maximising ``layer``'s ``channels`` (mean over positions) or ``classes``' logits.
 
@@ -118,6 +153,11 @@ def maximize(
     ``image_shape`` is (channels, side) of the model's input. Same ``seed``, same images
     (on the CPU; cuDNN's backward may differ in the last bits on a GPU). The model is
     frozen in eval mode and restored.
+
+    A target left below ``reach`` (each target's bar, e.g. ``dataset_best``'s values; by
+    default a channel still at zero, off at every position) gets a second ascent with the
+    redirected ReLU gradient aimed at the unit closest to firing (``redirected_relu``),
+    and keeps the better of its two images.
     """
     if (channels is None) == (classes is None):
         raise ValueError("pass channels (with layer) or classes")
@@ -125,42 +165,54 @@ def maximize(
         from convzoo.errors import ConvzooError
 
         raise ConvzooError(f"--steps must be at least 0, got {steps}.")
-    device = next(model.parameters()).device
-    in_channels, side = image_shape
     targets = list(channels if channels is not None else classes)
+    kind = "channel" if channels is not None else "class"
     generator = torch.Generator().manual_seed(seed)
     with frozen(model):
-        if channels is not None:
-            assert layer is not None, "channels need their layer"
-            scored = channel_objective(model, layer, targets)
-        else:
-            scored = class_objective(model, targets)
+        def ascend(chosen: list[int], closest: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            scores = (target_scores(model, layer=layer, channels=chosen) if kind == "channel"
+                      else target_scores(model, classes=chosen))
+            return _ascend(lambda pixels: scores(normalize(pixels)).diagonal(), len(chosen), image_shape,
+                           next(model.parameters()).device, generator, steps, lr, plain, jitter, closest)
 
-        def objective(pixels: torch.Tensor) -> torch.Tensor:
-            return scored(normalize(pixels))
+        before, final, after = ascend(targets, closest=False)
+        short = after.float().cpu() < reach.float().cpu() if reach is not None else (
+            after.cpu() <= 0 if kind == "channel" else torch.zeros(len(targets), dtype=torch.bool))
+        retried = short.nonzero().flatten().tolist() if steps > 0 else []
+        if retried:
+            _, again, again_after = ascend([targets[i] for i in retried], closest=True)
+            for position, index in enumerate(retried):
+                if again_after[position] > after[index]:
+                    final[index], after[index] = again[position], again_after[position]
+    return MaximizeResult(final.detach().cpu(), targets, kind, before.detach().float().cpu(),
+                          after.detach().float().cpu(), retried)
 
-        if plain:
-            start = torch.rand(len(targets), in_channels, side, side, generator=generator).to(device)
-            with torch.no_grad():
-                before = objective(start)
-            final = _plain_ascent(objective, start, steps, lr)
-        else:
-            image = FourierImage(len(targets), in_channels, side, generator=generator, device=device)
-            with torch.no_grad():
-                before = objective(image())
-            final = _regularised_ascent(objective, image, RandomTransforms(side, generator, jitter), steps, lr)
+
+def _ascend(objective: Callable[[torch.Tensor], torch.Tensor], count: int, image_shape: tuple[int, int],
+            device: torch.device, generator: torch.Generator, steps: int, lr: float, plain: bool,
+            jitter: float | None, closest: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective at the start, final images, objective on them) of one batched ascent."""
+    in_channels, side = image_shape
+    if plain:
+        start = torch.rand(count, in_channels, side, side, generator=generator).to(device)
         with torch.no_grad():
-            after = objective(final)
-    return MaximizeResult(final.detach().cpu(), targets, "channel" if channels is not None else "class",
-                          before.detach().float().cpu(), after.detach().float().cpu())
+            before = objective(start)
+        final = _plain_ascent(objective, start, steps, lr, closest)
+    else:
+        image = FourierImage(count, in_channels, side, generator=generator, device=device)
+        with torch.no_grad():
+            before = objective(image())
+        final = _regularised_ascent(objective, image, RandomTransforms(side, generator, jitter), steps, lr, closest)
+    with torch.no_grad():
+        return before, final, objective(final)
 
 
 def _regularised_ascent(objective: Callable[[torch.Tensor], torch.Tensor], image: FourierImage,
-                        transforms: RandomTransforms, steps: int, lr: float) -> torch.Tensor:
+                        transforms: RandomTransforms, steps: int, lr: float, closest: bool) -> torch.Tensor:
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
-        with RedirectedReLUs():
+        with RedirectedReLUs(closest):
             loss = -objective(transforms(image())).sum()
         loss.backward()
         optimizer.step()
@@ -169,10 +221,13 @@ def _regularised_ascent(objective: Callable[[torch.Tensor], torch.Tensor], image
 
 
 def _plain_ascent(objective: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor, steps: int,
-                  lr: float) -> torch.Tensor:
+                  lr: float, closest: bool) -> torch.Tensor:
     for _ in range(steps):
         pixels = pixels.detach().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(objective(pixels).sum(), pixels)
+        # From noise too a unit can be off everywhere; the redirect reads the gradient of a
+        # loss to minimise, so the step descends -objective.
+        with RedirectedReLUs(closest):
+            (gradient,) = torch.autograd.grad(-objective(pixels).sum(), pixels)
         rms = gradient.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
-        pixels = (pixels + lr * gradient / (rms + 1e-12)).clamp(0, 1)
+        pixels = (pixels - lr * gradient / (rms + 1e-12)).clamp(0, 1)
     return pixels.detach()

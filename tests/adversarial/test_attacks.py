@@ -79,3 +79,40 @@ def test_attack_cli_json_and_errors(cli, lenet_checkpoint, tmp_path):
                                (["--eps", "a,b"], "not a comma-separated list")):
         code, _, err = cli("attack", "--checkpoint", lenet_checkpoint, "--samples", "8", "--out", tmp_path, *arguments)
         assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_pgd_starts_at_a_seeded_random_point_of_the_ball_by_default():
+    """Issue 21, item 12: Madry et al.'s PGD starts uniformly inside the eps-ball. With one
+    step of 1e-4 the perturbation is that start: spread over [-eps, eps], mean |delta| eps/2."""
+    from convzoo.inspection import Preprocessing
+    from convzoo.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet5").eval()
+    preprocessing = Preprocessing(1, 28, 32, (0.1307,), (0.3081,), False)
+    pixels = 0.25 + 0.5 * torch.rand(8, 1, 32, 32)  # eps = 0.2 from both ends: nothing is clamped
+    labels = torch.arange(8)
+    state = torch.get_rng_state()
+    delta = Attack(model, "pgd", preprocessing, steps=1, step_size=1e-4).perturb(pixels, labels, 0.2) - pixels
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is left alone
+    assert delta.abs().max() <= 0.2 + 1e-6
+    assert delta.abs().mean().item() == pytest.approx(0.1, rel=0.05)
+    assert (delta > 0.1).float().mean().item() == pytest.approx(0.25, abs=0.03)
+    same = Attack(model, "pgd", preprocessing, steps=1, step_size=1e-4).perturb(pixels, labels, 0.2) - pixels
+    other = Attack(model, "pgd", preprocessing, steps=1, step_size=1e-4, seed=1).perturb(pixels, labels, 0.2) - pixels
+    assert torch.equal(delta, same) and not torch.equal(delta, other)
+    fixed = Attack(model, "pgd", preprocessing, steps=1, step_size=1e-4, random_start=False)
+    assert (fixed.perturb(pixels, labels, 0.2) - pixels).abs().max() <= 1e-4 + 1e-6
+
+
+def test_attack_cli_says_whether_pgd_started_at_random(cli, lenet_checkpoint, tmp_path):
+    common = ("attack", "--checkpoint", lenet_checkpoint, "--method", "pgd", "--eps", "0,0.1", "--steps", "1",
+              "--samples", "16", "--out", tmp_path)
+    code, out, err = cli(*common)
+    assert code == 0, err
+    assert "PGD started at a random point of the ε-ball (seed 0)" in out
+    code, out, err = cli(*common, "--no-random-start", "--json")
+    assert code == 0, err
+    assert json.loads(out)["random_start"] is False
+    code, out, err = cli(*common, "--json")
+    assert json.loads(out)["random_start"] is True

@@ -122,3 +122,73 @@ def test_an_out_of_range_target_is_a_one_line_error():
 
     with pytest.raises(ConvzooError, match="out of range"):
         Explainer(nn.Sequential(nn.Flatten(), nn.Linear(4, 3))).attribute(torch.rand(1, 1, 2, 2), target=3)
+
+
+def _lenet_logits_by_hand(model: nn.Module, preprocessing: Preprocessing, pixels: torch.Tensor, targets: list[int]):
+    """LeNet-5 run module by module up to its last Linear layer (the logits, before the
+    LogSoftmax): the pixel gradient of the target logits, and Grad-CAM at features.4 from
+    its activations and their gradient (Selvaraju et al. 2017, eq. 1-2)."""
+    pixels = pixels.clone().requires_grad_(True)
+    activations = model.features[:5](preprocessing.normalize(pixels))
+    activations.retain_grad()
+    logits = model.classifier[:3](torch.flatten(model.features[5:](activations), 1))
+    assert isinstance(model.classifier[3], nn.LogSoftmax)
+    logits[torch.arange(len(targets)), targets].sum().backward()
+    alphas = activations.grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((alphas * activations).sum(1, keepdim=True))
+    return pixels.grad.abs(), F.interpolate(cam, size=pixels.shape[-2:], mode="bilinear").detach()
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradcam"])
+def test_lenet5_is_explained_by_its_logits_not_its_log_softmax(method):
+    """Issue 21, item 11: saliency (Simonyan et al. 2014) and Grad-CAM (Selvaraju et al.
+    2017) differentiate the class score *before* LeNet-5's final LogSoftmax."""
+    from convzoo.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet5").eval()
+    preprocessing = Preprocessing(1, 28, 32, (0.1307,), (0.3081,), False)
+    pixels = torch.rand(3, 1, 32, 32)
+    targets = [3, 7, 1]
+    saliency, gradcam = _lenet_logits_by_hand(model, preprocessing, pixels, targets)
+    expected = saliency if method == "saliency" else gradcam
+    maps = Explainer(model, method, preprocessing, model_name="lenet5").attribute(pixels, targets)
+    assert expected.abs().amax() > 0
+    torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-4 * expected.abs().amax().item())
+
+
+def test_integrated_gradients_of_lenet5_sum_to_the_logit_gap():
+    """Completeness (Sundararajan et al. 2017) holds for the score explained: the logits'
+    difference to the black image, not the log-probabilities' (-0.24 and -1.30 here)."""
+    from convzoo.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet5").eval()
+    with torch.no_grad():
+        model.classifier[2].weight.mul_(30)  # logits far enough apart for log-softmax to differ from them
+    preprocessing = Preprocessing(1, 28, 32, (0.1307,), (0.3081,), False)
+    pixels = torch.rand(2, 1, 32, 32)
+    targets = torch.tensor([2, 5])
+    attributions = Explainer(model, "integrated-gradients", preprocessing, steps=64).attribute(pixels, targets)
+    with torch.no_grad():
+        def logits(images):
+            return model.classifier[:3](torch.flatten(model.features(preprocessing.normalize(images)), 1))
+        gap = (logits(pixels) - logits(torch.zeros_like(pixels))).gather(1, targets[:, None]).squeeze(1)
+    # 64 steps through ReLUs leave a few per cent of the gap (0.34 and -0.17) unexplained.
+    torch.testing.assert_close(attributions.sum((1, 2, 3)), gap, atol=0.2 * gap.abs().max().item(), rtol=0)
+
+
+def test_a_functional_softmax_at_the_end_is_read_before_and_one_inside_is_kept():
+    from convzoo.inspection.scores import class_scores
+
+    class EndsInSoftmax(nn.Module):
+        def forward(self, inputs):
+            return inputs.flatten(1).softmax(dim=1)
+
+    class SoftmaxInside(nn.Module):
+        def forward(self, inputs):
+            return 2 * F.softmax(inputs.flatten(1), dim=1)
+
+    inputs = torch.randn(2, 1, 2, 2)
+    assert torch.equal(class_scores(EndsInSoftmax(), inputs), inputs.flatten(1))
+    torch.testing.assert_close(class_scores(SoftmaxInside(), inputs), 2 * inputs.flatten(1).softmax(1))

@@ -8,7 +8,7 @@ import torch
 from convzoo.inspection import build_source_model, input_pipeline, resolve_model_source
 from convzoo.visualize import deep_dream, maximize, resolve_layers
 from convzoo.visualize.fourier import FourierImage
-from convzoo.visualize.maximize import LUCID_STEPS
+from convzoo.visualize.maximize import LUCID_STEPS, dataset_best
 
 
 def _lenet(checkpoint: str | None):
@@ -43,6 +43,45 @@ def test_same_seed_same_images_and_plain_ascent_rises():
     assert torch.equal(runs[0].images, runs[1].images) and not torch.equal(runs[0].images, runs[2].images)
     plain = maximize(model, preprocessing.normalize, (1, 32), classes=[2], steps=20, plain=True, seed=0)
     assert plain.after[0] > 3 * plain.before[0] + 0.1
+
+
+def _square_detector(bias: float):
+    """One channel that fires only where a bright 3x3 square sits on a dark surround: +1
+    over the square, -1 over the 16 pixels around it, ``bias``, circular padding. Every
+    pixel is under 9 squares and 16 surrounds, so the channel's mean pre-activation is
+    -7 x (mean pixel) + bias, below zero for every image: Lucid's redirected gradient,
+    which ascends that mean, fades the image to black instead of drawing a square."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 5, padding=2, padding_mode="circular"), torch.nn.ReLU())
+    with torch.no_grad():
+        model[0].weight.fill_(-1.0)
+        model[0].weight[0, 0, 1:4, 1:4] = 1.0
+        model[0].bias.fill_(bias)
+    (layer,) = resolve_layers(model, torch.zeros(1, 1, 16, 16), ["1"])
+    return model, layer
+
+
+def test_a_unit_off_at_the_start_reaches_its_best_dataset_image():
+    """Issue 21, item 13: a unit at zero on the grey start that the data makes fire ends at
+    least as high as on its best dataset image (Lucid's rule alone: 0.013 against 0.072)."""
+    model, layer = _square_detector(-0.5)
+    square = torch.zeros(1, 1, 16, 16)
+    square[..., 7:10, 7:10] = 1.0
+    data = torch.cat([torch.full((1, 1, 16, 16), 0.5), square, torch.zeros(1, 1, 16, 16)])
+    best = dataset_best(model, [data[:2], data[2:]], layer=layer, channels=[0])
+    assert best.image_indices.tolist() == [1] and best.images_seen == 3
+    with torch.no_grad():
+        torch.testing.assert_close(best.values, model(square).mean((1, 2, 3)))
+    result = maximize(model, lambda pixels: pixels, (1, 16), layer=layer, channels=[0], reach=best.values, seed=0)
+    assert result.before[0] == 0 and result.after[0] >= best.values[0], (result.after, best.values)
+    assert result.retried == [0]
+
+
+def test_plain_ascent_starts_a_unit_off_everywhere_on_the_noise():
+    """The lecture's bare ascent follows the true gradient, zero for a unit off at every
+    position of its U[0, 1] start; the redirected gradient starts it."""
+    model, layer = _square_detector(-1.5)
+    result = maximize(model, lambda pixels: pixels, (1, 16), layer=layer, channels=[0], plain=True, steps=64, seed=0)
+    assert result.before[0] == 0 and result.after[0] > 0
 
 
 def test_fourier_image_starts_grey_and_decorrelates_colour():

@@ -35,7 +35,13 @@ def test_json_schemas_of_every_kind(cli, tmp_path, lenet_checkpoint):
     maximized = _json(cli, "maximize", "--checkpoint", lenet_checkpoint, "--layer", "features.4", "--channels", "1,4",
                       "--steps", "3", *out)
     assert [t["target"] for t in maximized["targets"]] == [1, 4] and maximized["recipe"] == "lucid"
-    assert set(maximized["targets"][0]) == {"target", "before", "after"}
+    assert set(maximized["targets"][0]) == {"target", "before", "after", "dataset_best", "dataset_best_index",
+                                            "retried"}
+    assert maximized["split"] == "test" and maximized["images_searched"] > 0
+    for target in maximized["targets"]:
+        short = target["after"] < target["dataset_best"]
+        assert short == any(note.startswith(f"channel {target['target']}: ") and "3 steps are fewer" in note
+                            for note in maximized["notes"])
     plain = _json(cli, "maximize", "--checkpoint", lenet_checkpoint, "--class", "3", "--plain", "--steps", "3", *out)
     assert plain["target_kind"] == "class" and plain["recipe"] == "plain"
 
@@ -55,6 +61,7 @@ def test_json_schemas_of_every_kind(cli, tmp_path, lenet_checkpoint):
     (["patches", "--layer", "features.4", "--channels", "12-16"], "--channels 16 is out of range"),
     (["maximize", "--layer", "features.1", "--channels", "6"], "--channels 6 is out of range"),
     (["maximize", "--class", "10"], "--class 10 is out of range"),
+    (["maximize", "--layer", "features.4", "--split", "val"], "--split must be train or test"),
     (["dream", "--layer", "features.4", "--image", "NOT_AN_IMAGE"], "cannot read image"),
     (["filters", "--model", "resnet20"], "does not match the checkpoint"),
     (["filters", "--layer", "features.1"], "not a 2-D convolution"),
