@@ -421,7 +421,6 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}, before its evaluation", run_dir)
             train_time += epoch_time
             test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
-            guard.after_evaluation(test["loss"], epoch + 1)
             is_best = test["acc1"] > best_acc
             if is_best:
                 best_acc, best_epoch = test["acc1"], epoch + 1
@@ -434,6 +433,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
             }
             logger.log_epoch(record)
+            guard.after_evaluation(test["loss"], epoch + 1)
             if runtime.is_main:
                 state = state_at(epoch + 1)
                 atomic_save(state, run_dir / "last.pt")
