@@ -93,6 +93,15 @@ class Bottleneck(nn.Module):
 Block = type[BasicBlock] | type[Bottleneck]
 
 
+def zero_init_residual_branches_(model: nn.Module) -> None:
+    """Goyal et al. 2017 (section 5.1): the last BatchNorm of each residual block starts with
+    a zero scale, so each block starts as the identity and a deep network trains at first
+    like a shallow one; timm's ``zero_init_last``. Names and shapes are untouched."""
+    for module in model.modules():
+        if isinstance(module, (BasicBlock, Bottleneck)):
+            nn.init.zeros_(module.last_bn().weight)
+
+
 class ZeroPadShortcut(nn.Module):
     """Option A (section 3.3): identity on a stride-subsampled input, the extra channels zero."""
 
@@ -167,10 +176,7 @@ class ResNet(nn.Module):
 
         init_weights_(self, conv_mode="fan_out")
         if zero_init_residual:
-            # Goyal et al. 2017: each residual branch starts at zero, so each block is the identity.
-            for module in self.modules():
-                if isinstance(module, (BasicBlock, Bottleneck)):
-                    nn.init.zeros_(module.last_bn().weight)
+            zero_init_residual_branches_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -201,11 +207,13 @@ _CIFAR_PROBES = ("maxpool", "layer1", "layer2", "layer3")
 
 
 IMAGENET_RECIPE = recipe(
-    0.05, weight_decay=1e-4, warmup_epochs=1.0, label_smoothing=0.1, model_kwargs={"zero_init_residual": True},
+    0.025, batch_size=64, weight_decay=1e-4, warmup_epochs=1.0, label_smoothing=0.1, model_kwargs={"zero_init_residual": True},
     source="He et al. 2015 section 3.4 (SGD, momentum 0.9, weight decay 1e-4); Goyal et al. 2017 (0.1 x batch/256, "
            "warm-up, last BatchNorm of each block at zero); torchvision's recipe (label smoothing 0.1)")
-"""Without the warm-up and the zero-initialised blocks a ResNet-50 at this rate diverged on
-its first steps (training loss 15.9, test loss in the thousands)."""
+"""Without the warm-up and the zero-initialised blocks a ResNet-50 at 0.05 for 128 diverged on
+its first steps (training loss 15.9, test loss in the thousands). Batch 64 (torchvision's
+reference trains 32 per GPU): two epochs of 2,560 Fashion-MNIST images reached 64.4 % at 64
+and 55.2 % at 128, the same images in twice the steps."""
 
 CIFAR_RECIPE = recipe(
     0.1, weight_decay=1e-4, model_kwargs={"zero_init_residual": True},

@@ -115,12 +115,14 @@ def _vgg(configuration: str, batch_norm: bool, num_classes: int, in_channels: in
 
 
 PLAIN_RECIPE = recipe(
-    0.02, warmup_epochs=1.0, label_smoothing=0.1, model_kwargs={"init": "he"},
+    0.01, warmup_epochs=1.0, label_smoothing=0.1, model_kwargs={"init": "he"},
     source="Simonyan & Zisserman 2014 section 3.1 (SGD, momentum 0.9, weight decay 5e-4, dropout 0.5; "
            "deep nets need an initialisation that keeps the signal); He et al. 2015 initialisation; "
            "Goyal et al. 2017 warm-up")
 """With torchvision's initialisation and no BatchNorm, a small-input VGG-16 starts with
-logits of std 3e-4 and its loss stays at ln 10 at any rate (models/_common.py, plain_init_)."""
+logits of std 3e-4 and its loss stays at ln 10 at any rate (models/_common.py, plain_init_).
+With He's, 40 steps of batch 128 on Fashion-MNIST reached 32.9 % at 0.01, 21.6 % at 0.02 and
+11.0 % at 0.05."""
 
 BATCH_NORM_RECIPE = recipe(
     0.05, warmup_epochs=1.0, label_smoothing=0.1,

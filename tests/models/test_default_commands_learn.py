@@ -17,15 +17,17 @@ import pytest
 from tests.conftest import require_dataset
 
 REPRESENTATIVES = {
-    # family: (model, training images, test accuracy it must reach)
-    "lenet": ("lenet5", 640, 0.45),
-    "alexnet": ("alexnet", 640, 0.30),
-    "vgg": ("vgg16", 640, 0.25),
-    "googlenet": ("googlenet", 640, 0.30),
-    "resnet": ("resnet50", 640, 0.30),
-    "densenet": ("densenet121", 640, 0.30),
-    "mobilenet": ("mobilenet_v2", 640, 0.30),
-    "bagnet": ("bagnet17", 640, 0.30),
+    # family: (model, training images, batch, test accuracy it must reach). The costly
+    # models see 320 images in batches of 16 (40 steps); chance is 10 %. The accuracies
+    # these runs reached when the thresholds were set are in BENCHMARKS.md (issue 27).
+    "lenet": ("lenet5", 2560, 32, 0.45),
+    "alexnet": ("alexnet", 320, 16, 0.30),
+    "vgg": ("vgg16", 640, 32, 0.20),
+    "googlenet": ("googlenet", 640, 16, 0.30),
+    "resnet": ("resnet50", 320, 16, 0.25),
+    "densenet": ("densenet121", 320, 16, 0.35),
+    "mobilenet": ("mobilenet_v2", 2560, 32, 0.50),
+    "bagnet": ("bagnet17", 320, 16, 0.30),
 }
 
 
@@ -40,9 +42,9 @@ def test_every_family_has_a_representative():
 @pytest.mark.parametrize("family", sorted(REPRESENTATIVES))
 def test_the_default_command_learns(cli, tmp_path, data_dir, family):
     require_dataset(data_dir, "FashionMNIST")
-    model, train_size, target = REPRESENTATIVES[family]
+    model, train_size, batch_size, target = REPRESENTATIVES[family]
     code, out, err = cli("train", "--model", model, "--dataset", "fashion-mnist", "--data-dir", data_dir,
-                         "--epochs", "2", "--batch-size", "32", "--set", f"train_size={train_size}",
+                         "--epochs", "2", "--batch-size", batch_size, "--set", f"train_size={train_size}",
                          "--set", "test_size=200", "--device", "cpu", "--out", tmp_path, "--name", "run", "--json")
     assert code == 0, err
     result = json.loads(out)
