@@ -22,7 +22,7 @@ def predict_command(
     index: IndexOption = None,
     split: SplitOption = "test",
     seed: SeedOption = 0,
-    top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per image, most probable first.")] = 5,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Classes to show per image, most probable first (default: 5, or all of a model's fewer classes).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes decoding image files (default: cores - 1, at most 4).")] = None,
     csv_file: Annotated[str | None, typer.Option("--csv", help="Also write one row per image to this CSV file.")] = None,
@@ -52,7 +52,7 @@ def predict_command(
             raise ConvzooError("pass images one way: files/folders or --dataset with --samples/--index, not both.")
         source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir)
         predictor = Predictor(source, device=device or "auto", dataset=dataset)
-        predictor.check_top_k(top_k)
+        top_k = predictor.check_top_k(top_k)
         if not predictor.names_stored and not json_output:
             typer.echo(f"note: {source.source} stores no class names (trained before convzoo stored them); "
                        "showing class indices.", err=True)

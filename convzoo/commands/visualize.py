@@ -214,11 +214,13 @@ def patches_command(
         wanted = parse_channels(channels, chosen.shape[0], what=f"{chosen.name} channel")
         from convzoo.config import QUICK_TEST_SIZE, quick_cap
 
-        split_images, pixels_of, to_inputs = _split_for_patches(subject, split, data_dir,
-                                                                quick_cap(limit, QUICK_TEST_SIZE))
+        split_images, pixels_of, to_inputs, dataset_indices = _split_for_patches(
+            subject, split, data_dir, quick_cap(limit, QUICK_TEST_SIZE))
         started = time.perf_counter()
         found = top_activating_patches(subject.model, chosen, input_batches(split_images, to_inputs, batch_size),
                                        wanted, top)
+        if dataset_indices is not None:  # searched the readable files only: back to indices in the split
+            found.image_indices = dataset_indices[found.image_indices]
         search_time = time.perf_counter() - started
         with _run(out, name, "patches", subject) as run:
             _save_patches(run, found, pixels_of, subject)
@@ -234,9 +236,11 @@ def patches_command(
 
 def _split_for_patches(subject: Subject, split: str, data_dir: str | None, limit: int | None):
     """The split (as a tensor the batches are cut from), a way to get one image's pixels
-    at the model's side, and how a batch becomes model inputs."""
+    at the model's side, how a batch becomes model inputs, and (image folders) the split
+    index of each image searched."""
     import torch
 
+    from convzoo.data.image_decoding import readable_files
     from convzoo.inspection.images import dataset_split, pad_to_side, read_image_file
 
     images, _labels = dataset_split(subject.spec, split, data_dir or subject.source.config.data_dir)
@@ -252,8 +256,10 @@ def _split_for_patches(subject: Subject, split: str, data_dir: str | None, limit
         def to_inputs(batch: torch.Tensor) -> torch.Tensor:
             return preprocessing.normalize(pad_to_side(batch, preprocessing.model_side).float() / 255)
 
-        return on_device, pixels_of, to_inputs
+        return on_device, pixels_of, to_inputs, None
     paths = list(images)
+    # A file that is not an image is left out of the search (named on stderr), not the search's end.
+    searched = readable_files(paths)
 
     def pixels_of(index: int) -> torch.Tensor:
         return preprocessing.fit(read_image_file(paths[index], preprocessing.channels)).float() / 255
@@ -262,7 +268,7 @@ def _split_for_patches(subject: Subject, split: str, data_dir: str | None, limit
         pixels = torch.stack([preprocessing.fit(read_image_file(path, preprocessing.channels)) for path in batch_paths])
         return preprocessing.normalize(pixels.to(device).float() / 255)
 
-    return paths, pixels_of, to_inputs
+    return [paths[index] for index in searched], pixels_of, to_inputs, torch.tensor(searched, dtype=torch.long)
 
 
 def _save_patches(run, found, pixels_of, subject: Subject) -> None:

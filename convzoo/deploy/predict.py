@@ -27,12 +27,15 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from convzoo.data.image_decoding import IMAGE_SUFFIXES
 from convzoo.errors import ConvzooError
 from convzoo.inspection import (
     InputImages, ModelSource, Preprocessing, build_source_model, input_pipeline, read_image_file,
     resolve_model_source,
 )
-from convzoo.inspection.images import IMAGE_SUFFIXES
+
+
+DEFAULT_TOP_K = 5
 
 
 @dataclass
@@ -90,7 +93,10 @@ class Predictor:
     def from_checkpoint(cls, checkpoint: str, **options: Any) -> "Predictor":
         return cls(resolve_model_source(checkpoint=checkpoint), **options)
 
-    def check_top_k(self, top_k: int) -> int:
+    def check_top_k(self, top_k: int | None) -> int:
+        """``top_k``, checked; None: 5, or every class of a model with fewer."""
+        if top_k is None:
+            return min(DEFAULT_TOP_K, self.num_classes)
         if not 1 <= top_k <= self.num_classes:
             raise ConvzooError(f"--top-k must be between 1 and the model's {self.num_classes} classes, got {top_k}.")
         return top_k
@@ -107,11 +113,11 @@ class Predictor:
 
         return torch.softmax(main_logits(self.model(inputs)).float(), dim=1)
 
-    def predict(self, images: torch.Tensor, top_k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, images: torch.Tensor, top_k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(probabilities, classes) of each image's ``top_k`` classes, each (N, top_k)."""
         return self.probabilities(images).topk(self.check_top_k(top_k), dim=1)
 
-    def predict_images(self, images: InputImages, *, top_k: int = 5, batch_size: int = 256) -> Iterator[ImagePrediction]:
+    def predict_images(self, images: InputImages, *, top_k: int | None = None, batch_size: int = 256) -> Iterator[ImagePrediction]:
         """Predictions for images from ``select_images`` (dataset indices or samples)."""
         # Their pixels were uint8 / 255: back to uint8 so the normalisation is the evaluation loader's.
         stored = images.pixels.mul(255).round_().to(torch.uint8)
@@ -124,7 +130,7 @@ class Predictor:
                                        label if label >= 0 else None)
 
     def predict_files(
-        self, paths: Sequence[str | Path], *, top_k: int = 5, batch_size: int = 64, num_workers: int | None = None,
+        self, paths: Sequence[str | Path], *, top_k: int | None = None, batch_size: int = 64, num_workers: int | None = None,
     ) -> Iterator[ImagePrediction | UnreadableImage]:
         """Stream image files and folders (searched recursively) through a DataLoader, in order."""
         self.check_top_k(top_k)
