@@ -21,7 +21,7 @@ from convzoo.commands.common import (
 )
 from convzoo.commands.inspect_options import (
     CheckpointOption, DatasetOption, ImageOption, IndexOption, ModelOption, NameOption, OutOption,
-    RandomInitOption, SeedOption, SplitOption, WeightsOption,
+    RandomInitOption, SamplesOption, SeedOption, SplitOption, WeightsOption,
 )
 
 visualize_app = typer.Typer(
@@ -128,6 +128,7 @@ def features_command(
     image: ImageOption = None,
     dataset: DatasetOption = None,
     index: IndexOption = None,
+    samples: SamplesOption = None,
     split: SplitOption = "test",
     layers: Annotated[list[str] | None, typer.Option("--layers", help="Layers: names or globs, comma-separated or repeated (default: the family's exits).")] = None,
     seed: SeedOption = 0,
@@ -151,8 +152,9 @@ def features_command(
         from convzoo.visualize.pictures import feature_map_tiles, grid_columns
 
         subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
-        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, split=split,
-                               data_dir=subject.source.config.data_dir)  # --data-dir > $CONVZOO_DATA > the run's
+        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, samples=samples,
+                               split=split, data_dir=subject.source.config.data_dir,  # --data-dir > $CONVZOO_DATA > the run's
+                               seed=seed)
         chosen = resolve_layers(subject.model, subject.example(), layers, subject.exits(), spatial=True,
                                 option="--layers")
         if not chosen:
@@ -421,8 +423,9 @@ def dream_command(
 
         subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
         chosen = _one_layer(subject, layer, spatial=False)
-        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, split=split,
-                               data_dir=subject.source.config.data_dir)  # --data-dir > $CONVZOO_DATA > the run's
+        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, samples=samples,
+                               split=split, data_dir=subject.source.config.data_dir,  # --data-dir > $CONVZOO_DATA > the run's
+                               seed=seed)
         if len(images.names) != 1:
             raise ConvzooError(f"dream takes one image; got {len(images.names)}. Pass one --image or one --index.")
         from convzoo.config import quick_cap
