@@ -185,3 +185,18 @@ def test_predict_shows_every_class_of_a_model_with_fewer_than_five(awkward_folde
                          "--json")
     assert code == 0, err
     assert [len(entry["top_k"]) for entry in json.loads(out)["predictions"]] == [2, 2]
+
+
+def test_predict_on_a_webp_prints_no_decoder_warning(grey_checkpoint, awkward):
+    """torchvision's WebP decoder warns on stderr (from C++, past Python's warnings) when asked
+    for grey; the one decoder asks for RGB and converts, so the only stderr line is the summary."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "convzoo", "predict", "--checkpoint", grey_checkpoint,
+                           str(awkward["lossless.webp"]), "--top-k", "1", "--device", "cpu", "--json"],
+                          capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and json.loads(done.stdout)["predicted"] == 1
