@@ -50,7 +50,12 @@ def predict_command(
             raise ConvzooError(f"--batch-size must be at least 1, got {batch_size}.")
         if images and (samples or index):
             raise ConvzooError("pass images one way: files/folders or --dataset with --samples/--index, not both.")
-        source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir)
+        source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir,
+                                      dataset=dataset)
+        if not source.dataset_known:  # its normalisation would be a guess, and every prediction with it
+            raise ConvzooError(
+                f"{weights} holds weights only, without the dataset they were trained on (normalisation, class "
+                "names): pass --dataset NAME, or a run's best.pt or .safetensors export, which carry them.")
         predictor = Predictor(source, device=device or "auto", dataset=dataset)
         top_k = predictor.check_top_k(top_k)
         if not predictor.names_stored and not json_output:
