@@ -224,6 +224,9 @@ def patches_command(
         if dataset_indices is not None:  # searched the readable files only: back to indices in the split
             found.image_indices = dataset_indices[found.image_indices]
         search_time = time.perf_counter() - started
+        if found.values.shape[0] > PICTURED_PATCHES:
+            typer.echo(f"note: the pictures show the top {PICTURED_PATCHES} of {found.values.shape[0]:,} patches per "
+                       "channel; patches.csv (and --json) list them all.", err=True)
         with _run(out, name, "patches", subject) as run:
             _save_patches(run, found, pixels_of, subject)
             field = found.field
@@ -273,13 +276,20 @@ def _split_for_patches(subject: Subject, split: str, data_dir: str | None, limit
     return [paths[index] for index in searched], pixels_of, to_inputs, torch.tensor(searched, dtype=torch.long)
 
 
+PICTURED_PATCHES = 32
+"""Patches per channel drawn in patches.png and patches-grid.png: --top 100000 made a
+picture a million pixels wide, which PIL refuses to open, and took minutes to draw. The
+CSV and JSON list every one."""
+
+
 def _save_patches(run, found, pixels_of, subject: Subject) -> None:
     import torch
 
     from convzoo.inspection import enlarge_for_display
     from convzoo.visualize.pictures import labelled_rows, patch_canvas
 
-    crops = found.crops(pixels_of)
+    crops = found.crops(pixels_of, most=PICTURED_PATCHES)
+    shown = len(crops[0])
     rows, labels = [], []
     for column, channel_crops in enumerate(crops):
         row = []
@@ -288,13 +298,14 @@ def _save_patches(run, found, pixels_of, subject: Subject) -> None:
             row.append(patch_canvas(crop, found.box(rank, column), found.field.box(row_index, column_index),
                                     found.image_side))
         rows.append(row)
-        labels.append([f"{float(v):.2f}" for v in found.values[:, column]])
+        labels.append([f"{float(v):.2f}" for v in found.values[:shown, column]])
     titles = [f"ch {channel}" for channel in found.channels]
+    of_all = f" of {found.values.shape[0]:,}" if shown < found.values.shape[0] else ""
     figure = labelled_rows(rows, labels, titles, f"{subject.source.model_name} {found.layer}: top "
-                           f"{found.values.shape[0]} patches (receptive field {found.field.size} px)")
+                           f"{shown}{of_all} patches (receptive field {found.field.size} px)")
     run.save_figure("patches.png", figure, tag=f"patches/{found.layer}")
     flat = [crop for row in rows for crop in row]
-    run.save_grid("patches-grid.png", enlarge_for_display(torch.stack(flat), 64), nrow=found.values.shape[0],
+    run.save_grid("patches-grid.png", enlarge_for_display(torch.stack(flat), 64), nrow=shown,
                   tag=f"patches-grid/{found.layer}")
     run.write_csv("patches.csv", [{**record, "box_rows": "-".join(map(str, record["box_rows"])),
                                    "box_columns": "-".join(map(str, record["box_columns"]))}
@@ -423,9 +434,8 @@ def dream_command(
 
         subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
         chosen = _one_layer(subject, layer, spatial=False)
-        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, samples=samples,
-                               split=split, data_dir=subject.source.config.data_dir,  # --data-dir > $CONVZOO_DATA > the run's
-                               seed=seed)
+        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, split=split,
+                               data_dir=subject.source.config.data_dir)  # --data-dir > $CONVZOO_DATA > the run's
         if len(images.names) != 1:
             raise ConvzooError(f"dream takes one image; got {len(images.names)}. Pass one --image or one --index.")
         from convzoo.config import quick_cap
