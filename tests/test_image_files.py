@@ -163,6 +163,14 @@ def test_image_folder_evaluation_reads_the_pixels_of_the_one_decoder(awkward_fol
             assert torch.allclose(evaluation[index][0], expected, atol=1e-6), path
 
 
+def test_image_folder_evaluation_leaves_the_text_file_out_and_counts_it(awkward_folder_run, cli):
+    root, runs, _ = awkward_folder_run
+    code, out, err = cli("eval", "--checkpoint", runs / "own" / "best.pt", "--device", "cpu", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 14  # 2 classes x 7 images, not the text file's neighbour twice
+    assert f"skipped unreadable image {root / 'val' / 'others' / UNREADABLE}" in err and "2 of 16 files skipped" in err
+
+
 @pytest.mark.parametrize("command", [
     ("eval",),
     ("predict", "--samples", "16", "--split", "train", "--top-k", "1"),

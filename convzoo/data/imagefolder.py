@@ -137,7 +137,16 @@ def build_imagefolder_dataset(spec: DatasetSpec, train: bool, augment: bool, dec
     root = Path(spec.name.split(":", 1)[1]).expanduser()
     transform = imagefolder_transform(spec, train, augment, decoder)
     loader = {"tensor": read_image, "pil": read_rgb_pil}[decoder]
-    return image_folder_split(split_folder(root, train), transform=transform, loader=loader)
+    dataset = image_folder_split(split_folder(root, train), transform=transform, loader=loader)
+    if not train:
+        # Accuracy is over the images there are: a file that does not open as one is left
+        # out (named, counted) rather than replaced by its neighbour, which would count twice.
+        # Training's split is not checked up front (a million header reads); see ReadableImageFolder.
+        from convzoo.data.image_decoding import readable_files
+
+        dataset.samples = [dataset.samples[index] for index in readable_files([path for path, _ in dataset.samples])]
+        dataset.imgs, dataset.targets = dataset.samples, [label for _, label in dataset.samples]
+    return dataset
 
 
 def image_folder_split(folder: Path, **options) -> "ReadableImageFolder":
