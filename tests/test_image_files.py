@@ -53,6 +53,11 @@ def test_one_decoder_reads_every_format_by_the_same_rules(awkward):
     assert np.array_equal(read_image(awkward["palette-alpha.png"], 3).numpy(), read_image(awkward["single.gif"], 3).numpy())
     with pytest.raises(UnreadableImage, match=UNREADABLE):
         read_image(awkward[UNREADABLE], 1)
+    # 16 bits through PIL (TIFF, PGM: formats torchvision does not decode), where convert("L") would clip.
+    sixteen = np.asarray(Image.open(awkward["grey16.png"]))
+    for name in ("grey16.tif", "grey16.pgm"):
+        Image.fromarray(sixteen).save(awkward["grey8.png"].parent / name)
+        assert torch.equal(read_image(awkward["grey8.png"].parent / name, 1), read_image(awkward["grey8.png"], 1))
 
 
 def model_pixels(path, preprocessing) -> torch.Tensor:
