@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -72,13 +72,17 @@ class UnreadableImage:
 class Predictor:
     """A model as its run built it, on ``device``, with its class names and preprocessing."""
 
-    def __init__(self, source: ModelSource, *, device: str | torch.device = "cpu", dataset: str | None = None) -> None:
+    def __init__(self, source: ModelSource, *, device: str | torch.device = "cpu", dataset: str | None = None,
+                 model: Callable[[torch.Tensor], Any] | None = None) -> None:
+        """``model``: a runner of an exported file (``from_export``), on the CPU; else the
+        source's model is built on ``device``."""
         from convzoo.engine.runtime import pick_device
 
         self.source = source
-        self.device = pick_device(device) if isinstance(device, str) else device
+        self.device = torch.device("cpu") if model is not None else (
+            pick_device(device) if isinstance(device, str) else device)
         self.spec, self.preprocessing = input_pipeline(source, dataset)
-        self.model = build_source_model(source, self.device)
+        self.model = model if model is not None else build_source_model(source, self.device)
         self.num_classes = self.spec.num_classes
         self.names_stored = bool(source.class_names)
         """False for checkpoints from before convzoo stored class names: indices stand in."""
@@ -92,6 +96,13 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: str, **options: Any) -> "Predictor":
         return cls(resolve_model_source(checkpoint=checkpoint), **options)
+
+    @classmethod
+    def from_export(cls, path: str, *, data_dir: str | None = None, **options: Any) -> "Predictor":
+        """A ``convzoo export`` ONNX or TorchScript file, run by onnxruntime or ``torch.jit``
+        on the CPU, preprocessed as its metadata says (dataset, mean, std, class names)."""
+        source, runner = read_export(path, data_dir)
+        return cls(source, model=runner, **options)
 
     def check_top_k(self, top_k: int | None) -> int:
         """``top_k``, checked; None: 5, or every class of a model with fewer."""
@@ -156,6 +167,66 @@ class Predictor:
         chosen = classes.tolist()
         return ImagePrediction(image, chosen, [self.class_names[c] for c in chosen],
                                [round(p, 6) for p in probabilities.tolist()], label)
+
+
+EXPORTS_PREDICTED = (".onnx", ".torchscript.pt")
+"""Exports that carry convzoo's metadata, so ``predict --weights`` runs them as they are."""
+
+
+def is_predictable_export(path: str | None) -> bool:
+    return path is not None and str(path).lower().endswith(EXPORTS_PREDICTED)
+
+
+def read_export(path: str, data_dir: str | None = None) -> tuple[ModelSource, Callable[[torch.Tensor], torch.Tensor]]:
+    """(the model its metadata describes, a function from normalised images to logits)."""
+    from convzoo.deploy.safetensors_io import FORMAT_MARKER, WeightsMetadata
+    from convzoo.inspection.source import source_from_metadata
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConvzooError(f"weights file {path} not found.")
+    try:
+        header, runner = _load_export(file)
+    except ConvzooError:
+        raise
+    except Exception as error:  # noqa: BLE001 - protobuf, onnxruntime and torch.jit each raise their own
+        raise ConvzooError(f"cannot read {path} as a `convzoo export` file ({type(error).__name__}); "
+                           "export the run again, or pass its best.pt.") from error
+    if header.get("format") != FORMAT_MARKER:
+        raise ConvzooError(f"{path} carries no convzoo metadata (dataset, normalisation, class names); predict with "
+                           "the run's best.pt, or export it again with `convzoo export`.")
+    metadata = WeightsMetadata.from_header(header, file)
+    return source_from_metadata(metadata, None, str(path), None, data_dir, None), runner
+
+
+def _load_export(file: Path) -> tuple[dict[str, str], Callable[[torch.Tensor], torch.Tensor]]:
+    """An ONNX or TorchScript export's metadata and runner."""
+    import json
+
+    from convzoo.deploy.export import _onnx_runner, jit_without_deprecation_warnings
+
+    if file.name.lower().endswith(".onnx"):
+        from convzoo.deploy.export import require_onnx_extra
+
+        require_onnx_extra()
+        import onnx
+        import onnxruntime
+
+        header = {entry.key: entry.value for entry in onnx.load(str(file), load_external_data=False).metadata_props}
+        runner = _onnx_runner(file)
+        batch = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[0]
+        if batch == 1:  # exported with --static-batch: one image at a time
+            runner = _one_at_a_time(runner)
+    else:
+        extra = {"convzoo.json": ""}
+        with jit_without_deprecation_warnings():
+            runner = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
+        header = json.loads(extra["convzoo.json"] or "{}")
+    return header, runner
+
+
+def _one_at_a_time(runner: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda images: torch.cat([runner(image[None]) for image in images])
 
 
 def default_workers() -> int:

@@ -191,6 +191,13 @@ def _from_described_weights(path: str, model: str | None, data_dir: str | None, 
         if model is None:
             raise ConvzooError(f"{path} carries no convzoo metadata (model name, classes); pass --model NAME with it.")
         return None
+    return source_from_metadata(metadata, state, path, model, data_dir, conv)
+
+
+def source_from_metadata(metadata: Any, state: dict[str, Any] | None, path: str, model: str | None,
+                         data_dir: str | None, conv: str | None) -> ModelSource:
+    """The model a file's convzoo metadata (``WeightsMetadata``) describes: in a .safetensors
+    header, an ONNX file's ``metadata_props``, a TorchScript file's extra file."""
     if model is not None and model != metadata.model_name:
         raise ConvzooError(f"--model {model} does not match {path}, which holds a {metadata.model_name}. "
                            f"Drop --model or pass a {model} weights file.")
