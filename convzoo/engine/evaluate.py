@@ -136,6 +136,7 @@ def evaluate_checkpoint(
     config = config_from_dict(values, source=checkpoint["path"])
     spec, pad_to = dataset_spec_for(config)
     # Checkpoints from before num_classes was stored: the classifier's bias is the last tensor.
+    class_note = None
     trained_classes = checkpoint.get("num_classes") or checkpoint["model"][next(reversed(checkpoint["model"]))].shape[0]
     if dataset is not None:
         if spec.num_classes != trained_classes:
@@ -160,7 +161,7 @@ def evaluate_checkpoint(
     result.update({"checkpoint": checkpoint["path"], "model": config.model, "dataset": spec.name, "epoch": checkpoint["epoch"]})
     if per_class:
         result["class_names"] = list(dataset_class_names(spec))
-    if dataset is not None and class_note:
+    if class_note:
         result["note"] = class_note
     return result
 
