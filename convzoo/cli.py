@@ -6,6 +6,8 @@ Nothing imported here touches torch, so ``convzoo --help`` answers at once.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from convzoo.commands.common import OneLineUsageErrors
@@ -26,6 +28,22 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        from convzoo import __version__
+
+        typer.echo(f"convzoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", help="Print convzoo's version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
+    pass  # the group's options; its help is the Typer's above
+
 
 app.command("list")(list_command.list_models_command)
 app.command("train")(train_command.train_command)

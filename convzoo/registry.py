@@ -128,9 +128,21 @@ def create_model(
     )
 
 
+def closest_names(name: str, known: list[str], most: int = 3) -> list[str]:
+    """The known names nearly as close to ``name`` as the closest one: "lenet" means lenet5,
+    not also alexnet and googlenet, which share only "net" with it."""
+    # Ties in difflib's order (get_close_matches: the later name first), as before.
+    scored = sorted(((difflib.SequenceMatcher(None, name, candidate).ratio(), candidate) for candidate in known),
+                    reverse=True)
+    if not scored or scored[0][0] < 0.6:
+        return []
+    best = scored[0][0]
+    return [candidate for ratio, candidate in scored if ratio >= best - 0.05][:most]
+
+
 def unknown_name_message(kind: str, name: str, known: list[str], listing_hint: str) -> str:
     """One-line message for an unknown name, with the closest known names."""
-    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    close = closest_names(name, known)
     if not close:
         close = sorted(k for k in known if k.startswith(name[:3]))[:5]
     suggestion = f" Did you mean: {', '.join(close)}?" if close else ""

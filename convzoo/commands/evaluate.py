@@ -38,6 +38,8 @@ def eval_command(
             device=device or "auto", conv=conv, batch_size=batch_size, channels_last=channels_last,
             compile=bool(compile_model), compile_mode=compile_mode,
         )
+        if "note" in result:
+            typer.echo(f"note: {result['note']}", err=True)
         if json_output:
             print_json(result)
             return

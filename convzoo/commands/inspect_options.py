@@ -10,7 +10,7 @@ import typer
 CheckpointOption = Annotated[str | None, typer.Option("--checkpoint", help="A run's best.pt or last.pt (or the run folder).")]
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Registered model name (with --random-init or --weights).")]
 RandomInitOption = Annotated[bool, typer.Option("--random-init", help="Use --model with random weights (seeded by --seed).")]
-WeightsOption = Annotated[str | None, typer.Option("--weights", help="'torchvision' (ImageNet weights) or a state-dict file, with --model; a convzoo .safetensors file needs no --model.")]
+WeightsOption = Annotated[str | None, typer.Option("--weights", help="'torchvision' (ImageNet weights) or a state-dict file, with --model; a run's best.pt or a convzoo .safetensors file needs no --model (predict also runs .onnx and .torchscript.pt exports).")]
 ImageOption = Annotated[list[str] | None, typer.Option("--image", help="Image file(s), any size or mode; converted as the run's dataset was (repeatable).")]
 DatasetOption = Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to take images from (default: the run's).")]
 IndexOption = Annotated[list[int] | None, typer.Option("--index", help="Index of an image in the dataset's split (repeatable).")]

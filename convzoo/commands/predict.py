@@ -22,7 +22,7 @@ def predict_command(
     index: IndexOption = None,
     split: SplitOption = "test",
     seed: SeedOption = 0,
-    top_k: Annotated[int, typer.Option("--top-k", help="Classes to show per image, most probable first.")] = 5,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Classes to show per image, most probable first (default: 5, or all of a model's fewer classes).", show_default=False)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes decoding image files (default: cores - 1, at most 4).")] = None,
     csv_file: Annotated[str | None, typer.Option("--csv", help="Also write one row per image to this CSV file.")] = None,
@@ -39,9 +39,10 @@ def predict_command(
       [bold]convzoo predict --checkpoint runs/lenet5-mnist/best.pt digit.png photos/[/bold]
       [bold]convzoo predict --checkpoint runs/lenet5-mnist/best.pt --dataset mnist --samples 5 --top-k 3[/bold]
       [bold]convzoo predict --model resnet18 --weights torchvision cat.jpg --json[/bold]
+      [bold]convzoo predict --weights runs/lenet5-mnist/best.onnx digit.png[/bold]  (also .torchscript.pt, .safetensors)
     """
     with user_errors(debug):
-        from convzoo.deploy.predict import Predictor, UnreadableImage
+        from convzoo.deploy.predict import Predictor, UnreadableImage, is_predictable_export
         from convzoo.deploy.report import PredictionReport
         from convzoo.errors import ConvzooError
         from convzoo.inspection import resolve_model_source, select_images
@@ -50,9 +51,24 @@ def predict_command(
             raise ConvzooError(f"--batch-size must be at least 1, got {batch_size}.")
         if images and (samples or index):
             raise ConvzooError("pass images one way: files/folders or --dataset with --samples/--index, not both.")
-        source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir)
-        predictor = Predictor(source, device=device or "auto", dataset=dataset)
-        predictor.check_top_k(top_k)
+        if is_predictable_export(weights) and checkpoint is None:
+            if model is not None:
+                raise ConvzooError(f"{weights} names its own model; drop --model.")
+            predictor = Predictor.from_export(weights, data_dir=data_dir, dataset=dataset)
+            source = predictor.source
+        else:
+            if str(weights).lower().endswith(".pt2"):
+                raise ConvzooError(
+                    f"{weights} (torch.export) carries no normalisation or class names; predict --weights takes a "
+                    "run's best.pt, a .safetensors, .onnx or .torchscript.pt export, or bare weights with --dataset.")
+            source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir,
+                                          dataset=dataset)
+            if not source.dataset_known:  # its normalisation would be a guess, and every prediction with it
+                raise ConvzooError(
+                    f"{weights} holds weights only, without the dataset they were trained on (normalisation, class "
+                    "names): pass --dataset NAME, or a run's best.pt or .safetensors export, which carry them.")
+            predictor = Predictor(source, device=device or "auto", dataset=dataset)
+        top_k = predictor.check_top_k(top_k)
         if not predictor.names_stored and not json_output:
             typer.echo(f"note: {source.source} stores no class names (trained before convzoo stored them); "
                        "showing class indices.", err=True)

@@ -28,6 +28,7 @@ def probe_command(
     compare_random: Annotated[bool, typer.Option("--compare-random", help="Also probe the same architecture with random weights (same seed).")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random network and the heads (default: the checkpoint's).")] = None,
     train_size: Annotated[int | None, typer.Option("--train-size", help="Train the heads on the first N training images only.")] = None,
+    test_size: Annotated[int | None, typer.Option("--test-size", help="Measure the heads on the first N test images only.")] = None,
     cache_features: Annotated[bool, typer.Option("--cache-features", help="Keep epoch 1's features in memory and reuse them in later epochs.")] = False,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on CUDA.")] = True,
     num_workers: Annotated[int | None, typer.Option("--num-workers", help="DataLoader workers for imagefolder: datasets (default: train's).")] = None,
@@ -67,7 +68,7 @@ def probe_command(
             return
         settings = ProbeSettings(
             layers=layers, features=features, epochs=epochs, batch_size=batch_size, lr=lr, batch_norm=batch_norm,
-            seed=seed, amp=amp, train_size=train_size, cache_features=cache_features, compare_random=compare_random,
+            seed=seed, amp=amp, train_size=train_size, test_size=test_size, cache_features=cache_features, compare_random=compare_random,
             num_workers=num_workers, channels_last=channels_last, compile=bool(compile_model), compile_mode=compile_mode,
         )
         result = probe(backbone, settings, dataset=dataset, device=device or "auto", out=out, name=name,

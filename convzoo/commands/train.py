@@ -74,6 +74,8 @@ def train_command(
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
+        if weights is not None and config is None and "dataset" not in overrides:
+            overrides = _weights_file_run(weights, overrides)
         if resume == "auto":
             result = train(load_config(config, overrides, flag_names), resume="auto", progress_bars=not json_output,
                            step_lines=not quiet)
@@ -96,3 +98,18 @@ def train_command(
                 f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}), "
                 f"final {100 * result['final_acc']:.2f}%, {result['train_time_s']:.1f}s training -> {result['run_dir']}"
             )
+
+
+def _weights_file_run(weights: str, overrides: dict) -> dict:
+    """``overrides`` with the dataset (and model, input shape) of the run that wrote
+    ``weights``, when the file says: a model fine-tuned from MNIST weights trains on MNIST
+    unless --dataset says otherwise, not on synthetic shapes with MNIST's first layer."""
+    from convzoo.inspection.source import check_weights_file, weights_run_values
+
+    check_weights_file(weights)
+    described = weights_run_values(weights, overrides.get("model"))
+    if described is None:
+        return overrides
+    typer.echo(f"note: {weights} was trained on {described['dataset']}: training on it (--dataset to change).",
+               err=True)
+    return {**described, **overrides}

@@ -21,7 +21,7 @@ from convzoo.commands.common import (
 )
 from convzoo.commands.inspect_options import (
     CheckpointOption, DatasetOption, ImageOption, IndexOption, ModelOption, NameOption, OutOption,
-    RandomInitOption, SeedOption, SplitOption, WeightsOption,
+    RandomInitOption, SamplesOption, SeedOption, SplitOption, WeightsOption,
 )
 
 visualize_app = typer.Typer(
@@ -128,6 +128,7 @@ def features_command(
     image: ImageOption = None,
     dataset: DatasetOption = None,
     index: IndexOption = None,
+    samples: SamplesOption = None,
     split: SplitOption = "test",
     layers: Annotated[list[str] | None, typer.Option("--layers", help="Layers: names or globs, comma-separated or repeated (default: the family's exits).")] = None,
     seed: SeedOption = 0,
@@ -151,8 +152,9 @@ def features_command(
         from convzoo.visualize.pictures import feature_map_tiles, grid_columns
 
         subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
-        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, split=split,
-                               data_dir=subject.source.config.data_dir)  # --data-dir > $CONVZOO_DATA > the run's
+        images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, samples=samples,
+                               split=split, data_dir=subject.source.config.data_dir,  # --data-dir > $CONVZOO_DATA > the run's
+                               seed=seed)
         chosen = resolve_layers(subject.model, subject.example(), layers, subject.exits(), spatial=True,
                                 option="--layers")
         if not chosen:
@@ -214,12 +216,17 @@ def patches_command(
         wanted = parse_channels(channels, chosen.shape[0], what=f"{chosen.name} channel")
         from convzoo.config import QUICK_TEST_SIZE, quick_cap
 
-        split_images, pixels_of, to_inputs = _split_for_patches(subject, split, data_dir,
-                                                                quick_cap(limit, QUICK_TEST_SIZE))
+        split_images, pixels_of, to_inputs, dataset_indices = _split_for_patches(
+            subject, split, data_dir, quick_cap(limit, QUICK_TEST_SIZE))
         started = time.perf_counter()
         found = top_activating_patches(subject.model, chosen, input_batches(split_images, to_inputs, batch_size),
                                        wanted, top)
+        if dataset_indices is not None:  # searched the readable files only: back to indices in the split
+            found.image_indices = dataset_indices[found.image_indices]
         search_time = time.perf_counter() - started
+        if found.values.shape[0] > PICTURED_PATCHES:
+            typer.echo(f"note: the pictures show the top {PICTURED_PATCHES} of {found.values.shape[0]:,} patches per "
+                       "channel; patches.csv (and --json) list them all.", err=True)
         with _run(out, name, "patches", subject) as run:
             _save_patches(run, found, pixels_of, subject)
             field = found.field
@@ -234,9 +241,11 @@ def patches_command(
 
 def _split_for_patches(subject: Subject, split: str, data_dir: str | None, limit: int | None):
     """The split (as a tensor the batches are cut from), a way to get one image's pixels
-    at the model's side, and how a batch becomes model inputs."""
+    at the model's side, how a batch becomes model inputs, and (image folders) the split
+    index of each image searched."""
     import torch
 
+    from convzoo.data.image_decoding import readable_files
     from convzoo.inspection.images import dataset_split, pad_to_side, read_image_file
 
     images, _labels = dataset_split(subject.spec, split, data_dir or subject.source.config.data_dir)
@@ -252,8 +261,10 @@ def _split_for_patches(subject: Subject, split: str, data_dir: str | None, limit
         def to_inputs(batch: torch.Tensor) -> torch.Tensor:
             return preprocessing.normalize(pad_to_side(batch, preprocessing.model_side).float() / 255)
 
-        return on_device, pixels_of, to_inputs
+        return on_device, pixels_of, to_inputs, None
     paths = list(images)
+    # A file that is not an image is left out of the search (named on stderr), not the search's end.
+    searched = readable_files(paths)
 
     def pixels_of(index: int) -> torch.Tensor:
         return preprocessing.fit(read_image_file(paths[index], preprocessing.channels)).float() / 255
@@ -262,7 +273,13 @@ def _split_for_patches(subject: Subject, split: str, data_dir: str | None, limit
         pixels = torch.stack([preprocessing.fit(read_image_file(path, preprocessing.channels)) for path in batch_paths])
         return preprocessing.normalize(pixels.to(device).float() / 255)
 
-    return paths, pixels_of, to_inputs
+    return [paths[index] for index in searched], pixels_of, to_inputs, torch.tensor(searched, dtype=torch.long)
+
+
+PICTURED_PATCHES = 32
+"""Patches per channel drawn in patches.png and patches-grid.png: --top 100000 made a
+picture a million pixels wide, which PIL refuses to open, and took minutes to draw. The
+CSV and JSON list every one."""
 
 
 def _save_patches(run, found, pixels_of, subject: Subject) -> None:
@@ -271,7 +288,8 @@ def _save_patches(run, found, pixels_of, subject: Subject) -> None:
     from convzoo.inspection import enlarge_for_display
     from convzoo.visualize.pictures import labelled_rows, patch_canvas
 
-    crops = found.crops(pixels_of)
+    crops = found.crops(pixels_of, most=PICTURED_PATCHES)
+    shown = len(crops[0])
     rows, labels = [], []
     for column, channel_crops in enumerate(crops):
         row = []
@@ -280,13 +298,14 @@ def _save_patches(run, found, pixels_of, subject: Subject) -> None:
             row.append(patch_canvas(crop, found.box(rank, column), found.field.box(row_index, column_index),
                                     found.image_side))
         rows.append(row)
-        labels.append([f"{float(v):.2f}" for v in found.values[:, column]])
+        labels.append([f"{float(v):.2f}" for v in found.values[:shown, column]])
     titles = [f"ch {channel}" for channel in found.channels]
+    of_all = f" of {found.values.shape[0]:,}" if shown < found.values.shape[0] else ""
     figure = labelled_rows(rows, labels, titles, f"{subject.source.model_name} {found.layer}: top "
-                           f"{found.values.shape[0]} patches (receptive field {found.field.size} px)")
+                           f"{shown}{of_all} patches (receptive field {found.field.size} px)")
     run.save_figure("patches.png", figure, tag=f"patches/{found.layer}")
     flat = [crop for row in rows for crop in row]
-    run.save_grid("patches-grid.png", enlarge_for_display(torch.stack(flat), 64), nrow=found.values.shape[0],
+    run.save_grid("patches-grid.png", enlarge_for_display(torch.stack(flat), 64), nrow=shown,
                   tag=f"patches-grid/{found.layer}")
     run.write_csv("patches.csv", [{**record, "box_rows": "-".join(map(str, record["box_rows"])),
                                    "box_columns": "-".join(map(str, record["box_columns"]))}

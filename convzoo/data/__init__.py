@@ -75,8 +75,12 @@ def build_loaders(
     world_size: int = 1,
     num_workers: int | None = None,
     channels_last: bool = False,
+    test_only: bool = False,
 ) -> Loaders:
     """Train and test loaders on ``device``; ``pad_to`` zero-pads small images (LeNet-5's 32x32).
+
+    ``test_only`` (evaluation) leaves an in-memory dataset's training split unread (``train``
+    is then None), so a missing training file is not what ``eval`` complains about.
 
     ``train_size`` / ``test_size`` keep only that many images of each split (all when None).
     With ``world_size`` > 1 both loaders are this rank's shard: training shards of equal
@@ -91,8 +95,8 @@ def build_loaders(
     from convzoo.data.memory import InMemoryLoader, pad_images
 
     image_size = max(spec.image_size, pad_to or 0)
-    loaders = []
-    for train in (True, False):
+    loaders = [None] if test_only else []
+    for train in (False,) if test_only else (True, False):
         images, labels = load_tensors(spec, train=train, data_dir=data_dir, size=sizes[train])
         images = pad_images(images, image_size)
         loaders.append(InMemoryLoader(

@@ -60,11 +60,18 @@ def no_new_empty_folders(folder: Path) -> Iterator[None]:
         raise
 
 
-def missing_data_error(dataset: str, root: Path, cause: BaseException | None = None) -> ConvzooError:
-    reason = f" ({type(cause).__name__}: {str(cause).splitlines()[0][:120]})" if cause and str(cause) else ""
+def missing_data_error(dataset: str, root: Path, cause: BaseException | None = None,
+                       wanted: str | None = None) -> ConvzooError:
+    """``wanted`` names the files the command needs: torchvision downloads a dataset's every
+    file, so its error names the first one (the training images) even when only the test
+    split was asked for; then its cause is reported by type alone."""
+    if wanted:
+        reason = f" ({type(cause).__name__})" if cause else ""
+    else:
+        reason = f" ({type(cause).__name__}: {str(cause).splitlines()[0][:120]})" if cause and str(cause) else ""
     root = root.expanduser().absolute()
     return ConvzooError(
-        f"{dataset} files not found in {root} and could not be downloaded{reason}. "
+        f"{dataset} files not found in {root}{f' ({wanted})' if wanted else ''} and could not be downloaded{reason}. "
         f"Put the dataset there in torchvision's layout, or point --data-dir "
         f"(or ${DATA_DIR_VARIABLE}) at the folder that holds it."
     )

@@ -13,14 +13,16 @@ only would shift every label after it, so the reported accuracy would mean nothi
 
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 
+from torchvision import datasets
+
 from convzoo.data.catalog import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec
+from convzoo.data.image_decoding import UnreadableImage, is_image_file, read_image
 from convzoo.errors import ConvzooError
 
 DEFAULT_IMAGE_SIZE = 224
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 LAYOUT = "PATH/train/<class>/<image> and PATH/val/<class>/<image> (or test/), with the same class folders"
@@ -86,14 +88,6 @@ uint8 tensors and transforms them with ``transforms.v2``; ``pil`` is torchvision
 path (PIL images, ``transforms`` v1, ``ToTensor``). Chosen by ``benchmarks/bench_imagefolder.py``
 (README: "Image folders")."""
 
-# torchvision 0.29 deprecates its decoders in favour of TorchCodec, warning on every image
-# read; they still work, and PIL remains the fallback should they be removed.
-warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchVision are deprecated",
-                        DeprecationWarning)
-
-TENSOR_DECODABLE = (".jpg", ".jpeg", ".png", ".gif", ".webp")
-"""What ``torchvision.io.decode_image`` reads; other formats (BMP, TIFF, PPM/PGM) go through PIL."""
-
 
 def resize_side(size: int) -> int:
     """The side evaluation images are resized to before the centre crop: the 256 -> 224
@@ -101,32 +95,12 @@ def resize_side(size: int) -> int:
     return int(round(size * 256 / 224))
 
 
-def read_rgb_uint8(path: str):
-    """An image file as a (3, H, W) uint8 tensor, RGB whatever the file holds.
+def read_rgb_pil(path: str):
+    """The ``pil`` decoder's image: PIL decodes, by ``read_image``'s rules (first frame,
+    16-bit to 8-bit, RGB)."""
+    from torchvision.transforms.v2.functional import to_pil_image
 
-    JPEG, PNG, GIF and WebP are decoded by ``torchvision.io`` (libjpeg-turbo, libpng,
-    libwebp; greyscale and palette images converted to RGB, alpha dropped); any other
-    format, and any file it refuses, by PIL, as torchvision's ``ImageFolder`` reads it.
-    """
-    import torch
-    from torchvision.io import ImageReadMode, decode_image
-
-    if path.lower().endswith(TENSOR_DECODABLE):
-        try:
-            image = decode_image(path, mode=ImageReadMode.RGB)
-        except RuntimeError:
-            image = None  # e.g. a PNG that is really a BMP, or a codec this build lacks
-        if image is not None:
-            if image.dtype != torch.uint8:  # 16-bit PNGs
-                from torchvision.transforms.v2.functional import to_dtype
-
-                image = to_dtype(image, torch.uint8, scale=True)
-            return image
-    from PIL import Image
-    from torchvision.transforms.v2.functional import pil_to_tensor
-
-    with open(path, "rb") as file:
-        return pil_to_tensor(Image.open(file).convert("RGB"))
+    return to_pil_image(read_image(path, 3, use_pil=True))
 
 
 def imagefolder_transform(spec: DatasetSpec, train: bool, augment: bool, decoder: str = DEFAULT_DECODER):
@@ -157,18 +131,52 @@ def imagefolder_transform(spec: DatasetSpec, train: bool, augment: bool, decoder
 def build_imagefolder_dataset(spec: DatasetSpec, train: bool, augment: bool, decoder: str | None = None):
     """A torchvision ``ImageFolder`` (its file list and class indices) with the standard
     ImageNet-style transform, decoding as ``decoder`` says (None: ``DEFAULT_DECODER``)."""
-    from torchvision import datasets
-
     decoder = decoder or DEFAULT_DECODER
     if decoder not in DECODERS:
         raise ConvzooError(f"image decoder must be one of {', '.join(DECODERS)}, got {decoder!r}.")
     root = Path(spec.name.split(":", 1)[1]).expanduser()
     transform = imagefolder_transform(spec, train, augment, decoder)
-    loader = {"tensor": read_rgb_uint8, "pil": datasets.folder.default_loader}[decoder]
-    folder = split_folder(root, train)
+    loader = {"tensor": read_image, "pil": read_rgb_pil}[decoder]
+    dataset = image_folder_split(split_folder(root, train), transform=transform, loader=loader)
+    if not train:
+        # Accuracy is over the images there are: a file that does not open as one is left
+        # out (named, counted) rather than replaced by its neighbour, which would count twice.
+        # Training's split is not checked up front (a million header reads); see ReadableImageFolder.
+        from convzoo.data.image_decoding import readable_files
+
+        dataset.samples = [dataset.samples[index] for index in readable_files([path for path, _ in dataset.samples])]
+        dataset.imgs, dataset.targets = dataset.samples, [label for _, label in dataset.samples]
+    return dataset
+
+
+def image_folder_split(folder: Path, **options) -> "ReadableImageFolder":
+    """One split's files and class indices, as training, evaluation and the inspection
+    commands all list them (every suffix ``read_image`` reads, GIF included)."""
     try:
-        return datasets.ImageFolder(str(folder), transform=transform, loader=loader, allow_empty=False)
-    except TypeError:  # torchvision < 0.18 has no allow_empty
-        return datasets.ImageFolder(str(folder), transform=transform, loader=loader)
+        return ReadableImageFolder(str(folder), is_valid_file=is_image_file, allow_empty=False, **options)
     except (FileNotFoundError, RuntimeError) as error:
         raise ConvzooError(f"cannot read images in {folder}: {str(error).splitlines()[0]}") from None
+
+
+class ReadableImageFolder(datasets.ImageFolder):
+    """torchvision's ``ImageFolder``, skipping files that are not images it can decode.
+
+    A text file named ``.jpg`` among a million photos should cost one image, not the run:
+    it is named on stderr (once per decoding process) and its place in the batch goes to
+    the next readable image, so an epoch keeps its length and a batch its shape.
+    """
+
+    def __getitem__(self, index: int):
+        for offset in range(len(self.samples)):
+            try:
+                return super().__getitem__((index + offset) % len(self.samples))
+            except UnreadableImage as error:
+                self._report(error)
+        raise ConvzooError(f"no file in {self.root} is an image convzoo can read.")
+
+    def _report(self, error: UnreadableImage) -> None:
+        reported = self.__dict__.setdefault("_reported", set())
+        if error.path not in reported:
+            reported.add(error.path)
+            print(f"warning: skipped unreadable image {error.path} ({error.reason}); its place goes to the next "
+                  f"image ({len(reported)} skipped so far by this process).", file=sys.stderr, flush=True)

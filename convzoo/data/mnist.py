@@ -81,6 +81,9 @@ def load_mnist_like(name: str, root: Path, train: bool) -> tuple[torch.Tensor, t
     from torchvision import datasets
 
     dataset_class = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    image_file, label_file = _FILES[train]
+    wanted = (f"the {'training' if train else 'test'} split: {dataset_class.__name__}/raw/{image_file} and "
+              f"{label_file}, or their .gz")
     try:
         with (
             no_new_empty_folders(root / dataset_class.__name__ / "raw"),
@@ -94,12 +97,11 @@ def load_mnist_like(name: str, root: Path, train: bool) -> tuple[torch.Tensor, t
         images, labels = found
     except PermissionError:
         raw = root / dataset_class.__name__ / "raw"
-        image_file, label_file = _FILES[train]
         try:
             images = _read_idx_gz(raw / f"{image_file}.gz")
             labels = _read_idx_gz(raw / f"{label_file}.gz")
         except OSError as error:
-            raise missing_data_error(name, root, error) from error
+            raise missing_data_error(name, root, error, wanted) from error
     except (OSError, RuntimeError) as error:
-        raise missing_data_error(name, root, error) from error
+        raise missing_data_error(name, root, error, wanted) from error
     return images.unsqueeze(1).contiguous(), labels.long()

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -275,11 +276,21 @@ def _add_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
         file.write(onnx.ModelProto(metadata_props=entries).SerializeToString())
 
 
+@contextlib.contextmanager
+def jit_without_deprecation_warnings() -> Iterator[None]:
+    """Recent torch deprecates ``torch.jit`` with a FutureWarning from each of trace,
+    trace_method, save and load: eight lines on stderr for a format users asked for by
+    name, whose deprecation the README states once ("convzoo export")."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*torch\.jit.* is deprecated", FutureWarning)
+        yield
+
+
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, *, metadata: dict[str, str]) -> None:
     """``torch.jit.trace``: the zoo's forwards have no data-dependent control flow in eval mode."""
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), jit_without_deprecation_warnings():
         traced = torch.jit.trace(model, example, check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files={"convzoo.json": json.dumps(metadata)})
+        torch.jit.save(traced, str(path), _extra_files={"convzoo.json": json.dumps(metadata)})
 
 
 def export_program(model: nn.Module, example: torch.Tensor, path: Path, *, dynamic_batch: bool) -> None:
@@ -304,8 +315,8 @@ def _onnx_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _torchscript_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
-    loaded = torch.jit.load(str(path), map_location="cpu")
-    return loaded
+    with jit_without_deprecation_warnings():
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 def _exported_program_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -22,17 +22,20 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from convzoo.data.image_decoding import IMAGE_SUFFIXES
 from convzoo.errors import ConvzooError
 from convzoo.inspection import (
     InputImages, ModelSource, Preprocessing, build_source_model, input_pipeline, read_image_file,
     resolve_model_source,
 )
-from convzoo.inspection.images import IMAGE_SUFFIXES
+
+
+DEFAULT_TOP_K = 5
 
 
 @dataclass
@@ -69,13 +72,17 @@ class UnreadableImage:
 class Predictor:
     """A model as its run built it, on ``device``, with its class names and preprocessing."""
 
-    def __init__(self, source: ModelSource, *, device: str | torch.device = "cpu", dataset: str | None = None) -> None:
+    def __init__(self, source: ModelSource, *, device: str | torch.device = "cpu", dataset: str | None = None,
+                 model: Callable[[torch.Tensor], Any] | None = None) -> None:
+        """``model``: a runner of an exported file (``from_export``), on the CPU; else the
+        source's model is built on ``device``."""
         from convzoo.engine.runtime import pick_device
 
         self.source = source
-        self.device = pick_device(device) if isinstance(device, str) else device
+        self.device = torch.device("cpu") if model is not None else (
+            pick_device(device) if isinstance(device, str) else device)
         self.spec, self.preprocessing = input_pipeline(source, dataset)
-        self.model = build_source_model(source, self.device)
+        self.model = model if model is not None else build_source_model(source, self.device)
         self.num_classes = self.spec.num_classes
         self.names_stored = bool(source.class_names)
         """False for checkpoints from before convzoo stored class names: indices stand in."""
@@ -90,7 +97,17 @@ class Predictor:
     def from_checkpoint(cls, checkpoint: str, **options: Any) -> "Predictor":
         return cls(resolve_model_source(checkpoint=checkpoint), **options)
 
-    def check_top_k(self, top_k: int) -> int:
+    @classmethod
+    def from_export(cls, path: str, *, data_dir: str | None = None, **options: Any) -> "Predictor":
+        """A ``convzoo export`` ONNX or TorchScript file, run by onnxruntime or ``torch.jit``
+        on the CPU, preprocessed as its metadata says (dataset, mean, std, class names)."""
+        source, runner = read_export(path, data_dir)
+        return cls(source, model=runner, **options)
+
+    def check_top_k(self, top_k: int | None) -> int:
+        """``top_k``, checked; None: 5, or every class of a model with fewer."""
+        if top_k is None:
+            return min(DEFAULT_TOP_K, self.num_classes)
         if not 1 <= top_k <= self.num_classes:
             raise ConvzooError(f"--top-k must be between 1 and the model's {self.num_classes} classes, got {top_k}.")
         return top_k
@@ -107,11 +124,11 @@ class Predictor:
 
         return torch.softmax(main_logits(self.model(inputs)).float(), dim=1)
 
-    def predict(self, images: torch.Tensor, top_k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, images: torch.Tensor, top_k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(probabilities, classes) of each image's ``top_k`` classes, each (N, top_k)."""
         return self.probabilities(images).topk(self.check_top_k(top_k), dim=1)
 
-    def predict_images(self, images: InputImages, *, top_k: int = 5, batch_size: int = 256) -> Iterator[ImagePrediction]:
+    def predict_images(self, images: InputImages, *, top_k: int | None = None, batch_size: int = 256) -> Iterator[ImagePrediction]:
         """Predictions for images from ``select_images`` (dataset indices or samples)."""
         # Their pixels were uint8 / 255: back to uint8 so the normalisation is the evaluation loader's.
         stored = images.pixels.mul(255).round_().to(torch.uint8)
@@ -124,7 +141,7 @@ class Predictor:
                                        label if label >= 0 else None)
 
     def predict_files(
-        self, paths: Sequence[str | Path], *, top_k: int = 5, batch_size: int = 64, num_workers: int | None = None,
+        self, paths: Sequence[str | Path], *, top_k: int | None = None, batch_size: int = 64, num_workers: int | None = None,
     ) -> Iterator[ImagePrediction | UnreadableImage]:
         """Stream image files and folders (searched recursively) through a DataLoader, in order."""
         self.check_top_k(top_k)
@@ -150,6 +167,66 @@ class Predictor:
         chosen = classes.tolist()
         return ImagePrediction(image, chosen, [self.class_names[c] for c in chosen],
                                [round(p, 6) for p in probabilities.tolist()], label)
+
+
+EXPORTS_PREDICTED = (".onnx", ".torchscript.pt")
+"""Exports that carry convzoo's metadata, so ``predict --weights`` runs them as they are."""
+
+
+def is_predictable_export(path: str | None) -> bool:
+    return path is not None and str(path).lower().endswith(EXPORTS_PREDICTED)
+
+
+def read_export(path: str, data_dir: str | None = None) -> tuple[ModelSource, Callable[[torch.Tensor], torch.Tensor]]:
+    """(the model its metadata describes, a function from normalised images to logits)."""
+    from convzoo.deploy.safetensors_io import FORMAT_MARKER, WeightsMetadata
+    from convzoo.inspection.source import source_from_metadata
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConvzooError(f"weights file {path} not found.")
+    try:
+        header, runner = _load_export(file)
+    except ConvzooError:
+        raise
+    except Exception as error:  # noqa: BLE001 - protobuf, onnxruntime and torch.jit each raise their own
+        raise ConvzooError(f"cannot read {path} as a `convzoo export` file ({type(error).__name__}); "
+                           "export the run again, or pass its best.pt.") from error
+    if header.get("format") != FORMAT_MARKER:
+        raise ConvzooError(f"{path} carries no convzoo metadata (dataset, normalisation, class names); predict with "
+                           "the run's best.pt, or export it again with `convzoo export`.")
+    metadata = WeightsMetadata.from_header(header, file)
+    return source_from_metadata(metadata, None, str(path), None, data_dir, None), runner
+
+
+def _load_export(file: Path) -> tuple[dict[str, str], Callable[[torch.Tensor], torch.Tensor]]:
+    """An ONNX or TorchScript export's metadata and runner."""
+    import json
+
+    from convzoo.deploy.export import _onnx_runner, jit_without_deprecation_warnings
+
+    if file.name.lower().endswith(".onnx"):
+        from convzoo.deploy.export import require_onnx_extra
+
+        require_onnx_extra()
+        import onnx
+        import onnxruntime
+
+        header = {entry.key: entry.value for entry in onnx.load(str(file), load_external_data=False).metadata_props}
+        runner = _onnx_runner(file)
+        batch = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[0]
+        if batch == 1:  # exported with --static-batch: one image at a time
+            runner = _one_at_a_time(runner)
+    else:
+        extra = {"convzoo.json": ""}
+        with jit_without_deprecation_warnings():
+            runner = torch.jit.load(str(file), map_location="cpu", _extra_files=extra)
+        header = json.loads(extra["convzoo.json"] or "{}")
+    return header, runner
+
+
+def _one_at_a_time(runner: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda images: torch.cat([runner(image[None]) for image in images])
 
 
 def default_workers() -> int:

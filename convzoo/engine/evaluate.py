@@ -136,6 +136,7 @@ def evaluate_checkpoint(
     config = config_from_dict(values, source=checkpoint["path"])
     spec, pad_to = dataset_spec_for(config)
     # Checkpoints from before num_classes was stored: the classifier's bias is the last tensor.
+    class_note = None
     trained_classes = checkpoint.get("num_classes") or checkpoint["model"][next(reversed(checkpoint["model"]))].shape[0]
     if dataset is not None:
         if spec.num_classes != trained_classes:
@@ -149,7 +150,8 @@ def evaluate_checkpoint(
                 f"{checkpoint['model_name']} in {checkpoint['path']} takes {trained_spec.channels}-channel images; "
                 f"{spec.name} has {spec.channels}. Pass a --dataset with {trained_spec.channels}-channel images."
             )
-    loaders = loaders_for(config, spec, pad_to, torch_device)
+        class_note = other_classes_note(checkpoint, trained_spec, spec)
+    loaders = loaders_for(config, spec, pad_to, torch_device, test_only=True)
     model = build_model(config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs, conv=config.conv)
     load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
     model = to_memory_format(model.to(torch_device), channels_last_for(config, torch_device))
@@ -159,4 +161,23 @@ def evaluate_checkpoint(
     result.update({"checkpoint": checkpoint["path"], "model": config.model, "dataset": spec.name, "epoch": checkpoint["epoch"]})
     if per_class:
         result["class_names"] = list(dataset_class_names(spec))
+    if class_note:
+        result["note"] = class_note
     return result
+
+
+def other_classes_note(checkpoint: dict[str, Any], trained_spec: Any, spec: Any) -> str | None:
+    """What accuracy on another dataset with other class names means, or None when the names agree.
+
+    Accuracy counts prediction k as right for label k: a Fashion-MNIST model evaluated on
+    MNIST is "right" on a digit 1 when it answers "Trouser", which the user must be told.
+    """
+    from convzoo.data.class_names import dataset_class_names
+
+    trained = tuple(checkpoint.get("class_names") or dataset_class_names(trained_spec))
+    evaluated = dataset_class_names(spec)
+    if trained == tuple(evaluated):
+        return None
+    pairs = ", ".join(f"label {label!r} = {name!r}" for label, name in list(zip(evaluated, trained))[:3])
+    return (f"{checkpoint['model_name']} was trained on {trained_spec.name}, whose classes are not {spec.name}'s: "
+            f"accuracy scores the model's class k against label k ({pairs}, ...).")

@@ -158,6 +158,12 @@ def compile_model(model: nn.Module, device: torch.device | str, mode: str | None
     """
     check_compile_mode(mode)
     check_compile_toolchain(device)
+    if torch.device(device).type != "cuda":
+        # Inductor imports torch.utils.cpp_extension, which warns "No CUDA runtime is found"
+        # wherever a CUDA toolkit is installed without a GPU: true, and no concern of a CPU run.
+        import logging
+
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     compiled = torch.compile(model, mode=mode)
     if report_first_step is not None:
         compiled.register_forward_pre_hook(FirstStepTimer(report_first_step))

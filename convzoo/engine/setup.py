@@ -64,7 +64,8 @@ def build_model(
     return model
 
 
-def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torch.device, rank: int = 0, world_size: int = 1):
+def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torch.device, rank: int = 0,
+                world_size: int = 1, test_only: bool = False):
     return build_loaders(
         spec,
         batch_size=config.batch_size,
@@ -80,6 +81,7 @@ def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torc
         world_size=world_size,
         num_workers=config.num_workers,
         channels_last=channels_last_for(config, device),
+        test_only=test_only,
     )
 
 

@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 from convzoo.data.catalog import DatasetSpec
+from convzoo.data.image_decoding import UnreadableImage, read_image
 from convzoo.errors import ConvzooError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,9 @@ class Preprocessing:
 
         side = self.dataset_side
         if self.resize_crop:
-            image = TF.resize(image, [int(round(side * 256 / 224))], antialias=True)
+            from convzoo.data.imagefolder import resize_side
+
+            image = TF.resize(image, [resize_side(side)], antialias=True)
             image = TF.center_crop(image, [side, side])
         elif tuple(image.shape[-2:]) != (side, side):
             image = TF.resize(image, [side], antialias=True)  # short side to the dataset's, then crop the middle
@@ -108,40 +109,35 @@ class InputImages:
 
 
 def read_image_file(path: str | Path, channels: int) -> torch.Tensor:
-    """A uint8 (channels, H, W) image from any common file, converted to grey or RGB.
+    """A uint8 (channels, H, W) image, decoded as training decodes it (``convzoo.data.image_decoding``).
 
-    torchvision's decoders first (JPEG, PNG and, on recent versions, GIF/WebP); PIL for
-    anything they do not read. An unreadable file is a one-line error naming it.
+    A missing or unreadable file raises ``UnreadableImage``, a one-line error naming it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConvzooError(f"image {path} does not exist. Pass paths of image files.")
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
-    try:
-        return decode_image(read_file(str(path)), mode=mode)
-    except (RuntimeError, ValueError):
-        pass
-    try:
-        import numpy as np
-        from PIL import Image, UnidentifiedImageError
-
-        with Image.open(path) as image:
-            converted = image.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(converted, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConvzooError(f"cannot read image {path}: {reason}. Pass a JPEG, PNG or other image file.") from None
-    tensor = torch.from_numpy(array.copy())
-    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    if not Path(path).is_file():
+        raise UnreadableImage(str(path), "no such file")
+    return read_image(path, channels)
 
 
 def load_image_files(paths: Sequence[str | Path], preprocessing: Preprocessing) -> InputImages:
-    images = [preprocessing.fit(read_image_file(path, preprocessing.channels)) for path in paths]
+    """The readable ones of ``paths``; each file that is not is named on stderr and skipped."""
+    import sys
+
+    images, names, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(preprocessing.fit(read_image_file(path, preprocessing.channels)))
+            names.append(str(path))
+        except UnreadableImage as error:
+            skipped.append(error)
+    if skipped and not images:
+        raise skipped[0] if len(skipped) == 1 else ConvzooError(
+            f"none of the {len(skipped)} image files can be read ({skipped[0]}).")
+    for error in skipped:
+        print(f"warning: skipped unreadable image {error.path} ({error.reason}).", file=sys.stderr)
+    if skipped:
+        print(f"warning: {len(skipped)} of {len(paths)} image files skipped (listed above).", file=sys.stderr)
     pixels = torch.stack(images).float().div_(255)
-    return InputImages(pixels, torch.full((len(images),), -1, dtype=torch.long), [str(p) for p in paths],
-                       [None] * len(images))
+    return InputImages(pixels, torch.full((len(images),), -1, dtype=torch.long), names, [None] * len(images))
 
 
 def check_split(split: str) -> str:
@@ -157,12 +153,10 @@ def dataset_split(spec: DatasetSpec, split: str, data_dir: str | None) -> tuple[
         from convzoo.data import load_tensors
 
         return load_tensors(spec, train=split == "train", data_dir=data_dir)
-    from torchvision.datasets import ImageFolder
-
-    from convzoo.data.imagefolder import split_folder
+    from convzoo.data.imagefolder import image_folder_split, split_folder
 
     root = Path(spec.name.split(":", 1)[1]).expanduser()
-    folder = ImageFolder(str(split_folder(root, train=split == "train")))
+    folder = image_folder_split(split_folder(root, train=split == "train"))
     return [path for path, _ in folder.samples], torch.tensor([label for _, label in folder.samples], dtype=torch.long)
 
 
@@ -179,9 +173,11 @@ def load_dataset_images(
                            f"(0..{total - 1}).")
     if isinstance(images, torch.Tensor):
         picked = pad_to_side(images[list(indices)], preprocessing.model_side).float().div_(255)
-    else:
-        picked = torch.stack([preprocessing.fit(read_image_file(images[i], preprocessing.channels))
-                              for i in indices]).float().div_(255)
+    else:  # an image folder's files: those that are not images are skipped, as in training
+        files = load_image_files([images[index] for index in indices], preprocessing)
+        kept = set(files.names)
+        indices = [index for index in indices if str(images[index]) in kept]
+        picked = files.pixels
     names = [f"{spec.name}[{split}][{index}]" for index in indices]
     return InputImages(picked, labels[list(indices)].clone(), names, list(indices))
 

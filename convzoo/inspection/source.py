@@ -44,6 +44,8 @@ class ModelSource:
     """Names of the output classes, when known (stored in the checkpoint, or the dataset's)."""
     weights: str | None = None
     """``torchvision`` when the weights are torchvision's ImageNet ones (loaded at build time)."""
+    dataset_known: bool = True
+    """False for a bare state dict given without ``--dataset``: ``config.dataset`` is a guess."""
 
     @property
     def is_trained(self) -> bool:
@@ -77,10 +79,14 @@ def resolve_model_source(
         raise ConvzooError(f"pass one of --checkpoint RUN/best.pt, --random-init or --weights, not {' and '.join(chosen)}.")
     if checkpoint is not None:
         return _from_checkpoint(checkpoint, model, data_dir, conv)
+    if weights is not None:
+        check_weights_file(weights)
     if weights is not None and str(weights).endswith(".safetensors"):
         described = _from_described_weights(weights, model, data_dir, conv)
         if described is not None:
             return described
+    if weights is not None and weights != "torchvision" and is_run_checkpoint(weights):
+        return _from_checkpoint(weights, model, data_dir, conv)  # a run's best.pt knows its dataset and classes
     if model is None:
         raise ConvzooError(
             "no model given: pass --checkpoint RUN/best.pt for a trained network, --model NAME --random-init "
@@ -94,9 +100,18 @@ def resolve_model_source(
     if weights is not None:
         from convzoo.models.pretrained import read_state_dict
 
+        # Bare weights say nothing of their dataset: --dataset's normalisation and class
+        # names, else synthetic's (``dataset_known`` tells commands that must not guess).
         values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
         config = config_from_dict(values, source="--weights")
-        return ModelSource(config, read_state_dict(weights), str(weights))
+        names = None
+        if dataset is not None:
+            from convzoo.data import get_dataset_spec
+            from convzoo.data.class_names import dataset_class_names
+
+            names = dataset_class_names(get_dataset_spec(dataset))
+        return ModelSource(config, read_state_dict(weights), str(weights), class_names=names,
+                           dataset_known=dataset is not None)
     if not (random_init or for_listing):
         raise ConvzooError(
             f"--model {model} needs its weights: add --random-init for random weights, --weights torchvision for "
@@ -104,6 +119,45 @@ def resolve_model_source(
         )
     values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
     return ModelSource(config_from_dict(values, source="model options"), None, "random-init")
+
+
+EXPORT_SUFFIXES = {".onnx": "onnxruntime", ".torchscript.pt": "torch.jit.load", ".pt2": "torch.export.load"}
+"""``convzoo export``'s files for other runtimes, which ``--weights`` does not read back."""
+
+WEIGHTS_FILES = ("'torchvision', a run's best.pt or last.pt, a state-dict file (.pt, .pth, .bin) "
+                 "or a .safetensors file")
+
+
+def check_weights_file(weights: str) -> None:
+    """A one-line error for the files ``--weights`` does not take, saying which it does."""
+    for suffix, runtime in EXPORT_SUFFIXES.items():
+        if str(weights).lower().endswith(suffix):
+            raise ConvzooError(
+                f"{weights} is an export for {runtime}, which --weights does not read: it takes {WEIGHTS_FILES} "
+                "(e.g. the run's best.pt, or its `convzoo export --format safetensors` file).")
+
+
+def is_run_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a checkpoint ``convzoo train`` wrote (config, class names and all)."""
+    from convzoo.engine.checkpoint import CHECKPOINT_FORMAT
+
+    try:
+        loaded = torch.load(path, map_location="meta", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a torch file (or not one): read_state_dict says so in its words
+        return False
+    return isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT
+
+
+def weights_run_values(weights: str, model: str | None = None) -> dict[str, Any] | None:
+    """What a weights file says of the run that made it (model, dataset, input shape), for
+    ``train --weights``: None for torchvision's and for bare state dicts."""
+    if weights == "torchvision" or not (str(weights).endswith(".safetensors") or is_run_checkpoint(weights)):
+        return None
+    source = resolve_model_source(weights=weights, model=model)
+    if not source.dataset_known:  # a .safetensors file without convzoo's header
+        return None
+    keys = ("model", "dataset", "model_kwargs", "image_size", "in_channels")
+    return {key: getattr(source.config, key) for key in keys if getattr(source.config, key) is not None}
 
 
 def _from_checkpoint(checkpoint: str, model: str | None, data_dir: str | None, conv: str | None) -> ModelSource:
@@ -137,6 +191,13 @@ def _from_described_weights(path: str, model: str | None, data_dir: str | None, 
         if model is None:
             raise ConvzooError(f"{path} carries no convzoo metadata (model name, classes); pass --model NAME with it.")
         return None
+    return source_from_metadata(metadata, state, path, model, data_dir, conv)
+
+
+def source_from_metadata(metadata: Any, state: dict[str, Any] | None, path: str, model: str | None,
+                         data_dir: str | None, conv: str | None) -> ModelSource:
+    """The model a file's convzoo metadata (``WeightsMetadata``) describes: in a .safetensors
+    header, an ONNX file's ``metadata_props``, a TorchScript file's extra file."""
     if model is not None and model != metadata.model_name:
         raise ConvzooError(f"--model {model} does not match {path}, which holds a {metadata.model_name}. "
                            f"Drop --model or pass a {model} weights file.")

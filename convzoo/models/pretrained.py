@@ -62,8 +62,20 @@ def torchvision_state_dict(model: nn.Module, name: str) -> Mapping[str, torch.Te
         raise ConvzooError(
             f"torchvision's ImageNet weights do not fit this {name} ({', '.join(differing[:3])}{more} differ): "
             "they need the model built for 1000 classes from 3-channel images larger than 64 pixels.")
+    import contextlib
+    import io
+    import sys
+
+    hub_messages = io.StringIO()
     try:
-        pretrained = torchvision.models.get_model(name, weights="DEFAULT")
+        # torch.hub writes "Downloading: URL to FILE" on stdout (where --json promises one
+        # object) and a progress bar on stderr: offline, both came before convzoo's one-line
+        # error. They are held back; where the file went is said once it is there.
+        with contextlib.redirect_stdout(hub_messages), contextlib.redirect_stderr(hub_messages):
+            pretrained = torchvision.models.get_model(name, weights="DEFAULT")
+        said = hub_messages.getvalue().strip().splitlines()
+        if said:
+            print(said[0], file=sys.stderr)
     except (OSError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConvzooError(

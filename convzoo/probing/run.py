@@ -50,6 +50,8 @@ class ProbeSettings:
     """Seed of the random network and of the heads; None: the checkpoint's training seed (else 0)."""
     amp: bool = True
     train_size: int | None = None
+    test_size: int | None = None
+    """Measure the heads on the first N test images only; None: all of them."""
     cache_features: bool = False
     compare_random: bool = False
     num_workers: int | None = None
@@ -224,9 +226,10 @@ def probe(
     if settings.compare_random and backbone.state is None:
         raise ConvzooError("--compare-random compares a trained network with its random twin; it needs --checkpoint.")
     for option, value in (("--features", settings.features), ("--epochs", settings.epochs),
-                          ("--batch-size", settings.batch_size), ("--train-size", settings.train_size)):
+                          ("--batch-size", settings.batch_size), ("--train-size", settings.train_size),
+                          ("--test-size", settings.test_size)):
         if value is not None and value < 1:
-            every = " (leave it out to train on every image)" if option == "--train-size" else ""
+            every = " (leave it out to use every image)" if option.endswith("-size") else ""
             raise ConvzooError(f"{option} must be at least 1, got {value}{every}.")
     if settings.num_workers is not None and settings.num_workers < 0:  # None: default_num_workers()
         raise ConvzooError(f"--num-workers must not be negative, got {settings.num_workers}.")
@@ -253,7 +256,7 @@ def probe(
     loaders = build_loaders(
         spec, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size, device=torch_device,
         data_dir=backbone.config.data_dir, seed=seed, augment=False, train_size=settings.train_size,
-        test_size=quick_cap(None, QUICK_TEST_SIZE),
+        test_size=quick_cap(settings.test_size, QUICK_TEST_SIZE),
         pad_to=pad_to, channels_last=channels_last, num_workers=settings.num_workers,
     )
     if len(loaders.train) == 0:
@@ -265,7 +268,8 @@ def probe(
     logger = RunLogger(run_dir, enabled=True, quiet=quiet)
     logger.message(
         f"probing {backbone.config.model} ({backbone.source}) at {len(exits)} exits on {spec.name} "
-        f"({loaders.train.num_samples:,} training images) on {torch_device} -> {run_dir}"
+        f"({loaders.train.num_samples:,} training images, {loaders.test.num_samples:,} test images) on {torch_device} "
+        f"-> {run_dir}"
     )
     try:
         trained = probe_exits(model, exits, loaders, spec.num_classes, settings, seed, torch_device, logger,

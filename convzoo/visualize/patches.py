@@ -67,12 +67,13 @@ class TopPatches:
         row, col = (int(v) for v in self.positions[rank, column])
         return clipped_box(self.field, row, col, *self.image_side)
 
-    def crops(self, image_of: Callable[[int], torch.Tensor]) -> list[list[torch.Tensor]]:
-        """Per channel, its patches cut from ``image_of(index)`` ((C, H, W) pixels at the model's side)."""
+    def crops(self, image_of: Callable[[int], torch.Tensor], most: int | None = None) -> list[list[torch.Tensor]]:
+        """Per channel, its (``most``) best patches cut from ``image_of(index)`` ((C, H, W)
+        pixels at the model's side)."""
         result = []
         for column in range(len(self.channels)):
             row_crops = []
-            for rank in range(self.values.shape[0]):
+            for rank in range(min(self.values.shape[0], most or self.values.shape[0])):
                 (top, bottom), (left, right) = self.box(rank, column)
                 row_crops.append(image_of(int(self.image_indices[rank, column]))[:, top:bottom + 1, left:right + 1])
             result.append(row_crops)

@@ -41,7 +41,10 @@ def labelled_rows(rows: Sequence[Sequence[torch.Tensor]], labels: Sequence[Seque
     import matplotlib.pyplot as plt
 
     count_rows, count_columns = len(rows), max(len(row) for row in rows)
-    figure, axes = plt.subplots(count_rows, count_columns, squeeze=False,
+    # Constrained layout sizes each row around its images *and* their captions; tight_layout
+    # did not, and where the figure's cells were wider than tall (few columns) the images
+    # grew taller than their cells and each row covered the captions of the row above.
+    figure, axes = plt.subplots(count_rows, count_columns, squeeze=False, constrained_layout=True,
                                 figsize=(cell_inches * count_columns + 0.8, (cell_inches + 0.25) * count_rows + 0.5))
     for row_index, row in enumerate(rows):
         for column in range(count_columns):
@@ -61,8 +64,6 @@ def labelled_rows(rows: Sequence[Sequence[torch.Tensor]], labels: Sequence[Seque
             ax.set_xlabel(labels[row_index][column], fontsize=7, labelpad=2)
         axes[row_index][0].set_ylabel(row_titles[row_index], fontsize=8, rotation=0, ha="right", va="center")
     figure.suptitle(title, fontsize=10)
-    height = figure.get_size_inches()[1]
-    figure.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2, rect=(0, 0, 1, 1 - 0.35 / height))  # room for the title
     return figure
 
 

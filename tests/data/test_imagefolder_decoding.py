@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from convzoo.data.imagefolder import build_imagefolder_dataset, imagefolder_spec, read_rgb_uint8
+from convzoo.data.image_decoding import read_image
+from convzoo.data.imagefolder import build_imagefolder_dataset, imagefolder_spec
 
 ONE_GREY_LEVEL = 1 / 255 / 0.224
 """One step of 8-bit intensity after ImageNet normalisation (the smallest std, green's)."""
@@ -49,14 +50,14 @@ def test_grey_palette_alpha_and_pil_only_formats_become_rgb_uint8(tmp_path):
     for name, image in files.items():
         image.save(tmp_path / name)
     for name in files:
-        image = read_rgb_uint8(str(tmp_path / name))
+        image = read_image(str(tmp_path / name))
         assert image.shape == (3, 9, 13) and image.dtype == torch.uint8, name
-    assert read_rgb_uint8(str(tmp_path / "picture.bmp"))[:, 0, 0].tolist() == [200, 60, 40]
-    assert read_rgb_uint8(str(tmp_path / "alpha.png"))[:, 0, 0].tolist() == [200, 60, 40]
+    assert read_image(str(tmp_path / "picture.bmp"))[:, 0, 0].tolist() == [200, 60, 40]
+    assert read_image(str(tmp_path / "alpha.png"))[:, 0, 0].tolist() == [200, 60, 40]
 
 
 def test_a_file_whose_suffix_lies_is_read_by_pil(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (5, 4), (1, 2, 3)).save(tmp_path / "really-a-bmp.png", format="BMP")
-    assert read_rgb_uint8(str(tmp_path / "really-a-bmp.png"))[:, 0, 0].tolist() == [1, 2, 3]
+    assert read_image(str(tmp_path / "really-a-bmp.png"))[:, 0, 0].tolist() == [1, 2, 3]
