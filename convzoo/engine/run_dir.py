@@ -4,10 +4,15 @@ Checking that a folder does not exist and creating it later leaves a window in w
 second process can pass the same check. ``claim_run_dir`` creates the folder itself with
 ``exist_ok=False`` (one ``mkdir`` system call, atomic on every local file system) and
 takes the next ``-2``, ``-3`` ... suffix when another process won the name.
+
+A training run also holds its folder for its whole life (``hold_run_dir``): ``--resume``
+and ``--resume auto`` take over an existing folder by design, so two of them started
+together would otherwise both write its ``last.pt`` and ``metrics.jsonl``.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -51,3 +56,43 @@ def claim_run_dir(out: str | Path, name: str | None, default_stem: str) -> Path:
         except FileExistsError:
             continue
     raise ConvzooError(f"could not find a free run folder name under {out}; choose one with --name.")
+
+
+_held: dict[Path, int] = {}
+"""Run folders this process holds, each with the open descriptor its lock is on."""
+
+
+def hold_run_dir(run_dir: str | Path) -> None:
+    """Lock ``run_dir`` for this process until ``release_run_dir`` (or the process's end,
+    whatever ends it: the kernel drops a dead process's ``flock``, so a killed run never
+    leaves a stale lock). Another live run holding it is a one-line refusal.
+
+    The lock is on the folder itself, so it leaves no file behind. Under torchrun only
+    rank 0 takes it (the other ranks write to the same run by design).
+    """
+    if os.environ.get("RANK", "0") != "0":
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs there are not guarded
+        return
+    run_dir = Path(run_dir)
+    if run_dir.resolve() in _held:
+        return  # this process holds it already (a call that failed before releasing it)
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ConvzooError(
+            f"{run_dir} is in use: another convzoo train is running in it. Wait for that run to end "
+            "(then --resume continues it), or choose another --name."
+        ) from None
+    _held[run_dir.resolve()] = descriptor
+
+
+def release_run_dir(run_dir: str | Path) -> None:
+    """Let go of a folder ``hold_run_dir`` locked (nothing if it holds none)."""
+    descriptor = _held.pop(Path(run_dir).resolve(), None)
+    if descriptor is not None:
+        os.close(descriptor)

@@ -33,7 +33,7 @@ from convzoo.engine.divergence import DivergenceGuard
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
-from convzoo.engine.run_dir import claim_run_dir, dataset_label, timestamped_name
+from convzoo.engine.run_dir import claim_run_dir, dataset_label, hold_run_dir, release_run_dir, timestamped_name
 from convzoo.engine.runtime import (
     Runtime, StoppedAfterAnotherRank, barrier, failure_to_raise, max_over_ranks, restore_float32_math, setup_runtime,
     sum_over_ranks, teardown_runtime,
@@ -92,6 +92,7 @@ def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
     if config.name:
         run_dir = Path(config.out) / config.name
         if reuse_unstarted and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+            hold_run_dir(run_dir)  # a run started a moment ago may be in it, not yet at its first last.pt
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # an epoch logged just before the kill
             return run_dir
         if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists():
@@ -99,7 +100,9 @@ def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
                 f"run folder {run_dir} already holds a run. Continue it with --resume {run_dir}, "
                 "or start a new one with another --name."
             )
-    return claim_run_dir(config.out, config.name, f"{config.model}-{dataset_label(config.dataset)}")
+    run_dir = claim_run_dir(config.out, config.name, f"{config.model}-{dataset_label(config.dataset)}")
+    hold_run_dir(run_dir)
+    return run_dir
 
 
 def run_folder_of(resume: str | Path) -> Path:
@@ -179,6 +182,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
         overrides = {**config.to_dict(), **(overrides or {})}
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
+        hold_run_dir(run_dir)  # before reading last.pt: a run still writing it refuses this one
         checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
     else:
         # The stored folder must still lead to the data when a later command runs elsewhere.
@@ -209,6 +213,9 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
         raise stop from error
     finally:
         restore_float32_math(runtime)
+        held = claimed if resume is None else run_folder_of(resume)
+        if held is not None:
+            release_run_dir(held)
     teardown_runtime(runtime)
     return result
 
