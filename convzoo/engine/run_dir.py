@@ -29,6 +29,32 @@ def dataset_label(dataset: str) -> str:
     return dataset.replace("imagefolder:", "").rstrip("/").split("/")[-1] or "images"
 
 
+def remove_if_without_results(run_dir: str | Path) -> None:
+    """After a failed or interrupted command: remove ``run_dir`` if it holds no results
+    (nothing, or only TensorBoard event files and empty files), so that the same ``--name``
+    works on the retry. A folder with anything else in it is kept as it is."""
+    run_dir = Path(run_dir)
+    try:
+        entries = list(run_dir.iterdir())
+        if any(not entry.is_file() or (entry.stat().st_size and not entry.name.startswith("events.out.tfevents."))
+               for entry in entries):
+            return
+        for entry in entries:
+            entry.unlink()
+        run_dir.rmdir()
+    except OSError:
+        pass  # a folder that cannot be cleaned up is left as it is
+
+
+def run_folder_path(out: str | Path, name: str) -> Path:
+    """``out/name``, refusing a ``--name`` that would lead out of ``--out`` (``../x``, ``/abs``,
+    ``a/b``): a run's name is one folder name, and ``--out`` says where runs go."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name):
+        raise ConvzooError(f"--name {name!r} is not a folder name: give one name without '/' (e.g. --name my-run); "
+                           "--out chooses where run folders go.")
+    return Path(out) / name
+
+
 def claim_run_dir(out: str | Path, name: str | None, default_stem: str) -> Path:
     """Create and return a new run folder: ``out/name``, or ``out/default_stem-TIME[-N]``.
 
@@ -36,6 +62,8 @@ def claim_run_dir(out: str | Path, name: str | None, default_stem: str) -> Path:
     first free suffix.
     """
     out = Path(out)
+    if name:
+        run_folder_path(out, name)  # before creating --out: a refused name leaves nothing behind
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -43,9 +71,11 @@ def claim_run_dir(out: str | Path, name: str | None, default_stem: str) -> Path:
     if name:
         run_dir = out / name
         try:
-            run_dir.mkdir(parents=True, exist_ok=False)
+            run_dir.mkdir(exist_ok=False)
         except FileExistsError:
             raise ConvzooError(f"{run_dir} already exists; choose another --name (a run folder is never reused).") from None
+        except OSError as error:
+            raise _unwritable(out, error) from None
         return run_dir
     base = out / timestamped_name(default_stem)
     for suffix in range(1, 10_000):
@@ -55,7 +85,17 @@ def claim_run_dir(out: str | Path, name: str | None, default_stem: str) -> Path:
             return run_dir
         except FileExistsError:
             continue
+        except OSError as error:
+            raise _unwritable(out, error) from None
     raise ConvzooError(f"could not find a free run folder name under {out}; choose one with --name.")
+
+
+def _unwritable(out: Path, error: OSError) -> ConvzooError:
+    """A read-only or full ``--out`` as the one line ``export`` gives, not an ``OSError``."""
+    from convzoo.engine.checkpoint import write_failure_cause
+
+    cause, _ = write_failure_cause(error)
+    return ConvzooError(f"cannot create a run folder in {out}: {cause}. Pass --out in a writable folder.")
 
 
 _held: dict[Path, int] = {}

@@ -33,7 +33,9 @@ from convzoo.engine.divergence import DivergenceGuard
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
-from convzoo.engine.run_dir import claim_run_dir, dataset_label, hold_run_dir, release_run_dir, timestamped_name
+from convzoo.engine.run_dir import (
+    claim_run_dir, dataset_label, hold_run_dir, release_run_dir, run_folder_path, timestamped_name,
+)
 from convzoo.engine.runtime import (
     Runtime, StoppedAfterAnotherRank, barrier, failure_to_raise, max_over_ranks, restore_float32_math, setup_runtime,
     sum_over_ranks, teardown_runtime,
@@ -90,7 +92,7 @@ def new_run_dir(config: TrainConfig, *, reuse_unstarted: bool = False) -> Path:
 
 def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
     if config.name:
-        run_dir = Path(config.out) / config.name
+        run_dir = run_folder_path(config.out, config.name)
         if reuse_unstarted and run_dir.is_dir() and not (run_dir / "last.pt").exists():
             hold_run_dir(run_dir)  # a run started a moment ago may be in it, not yet at its first last.pt
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # an epoch logged just before the kill
@@ -151,7 +153,7 @@ def auto_resume_folder(config: TrainConfig) -> Path | None:
     """
     if not config.name:
         raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
-    run_dir = Path(config.out) / config.name
+    run_dir = run_folder_path(config.out, config.name)
     if not (run_dir / "last.pt").is_file():
         return None
     saved = config_from_dict(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
