@@ -28,7 +28,7 @@ def train_command(
     data_dir: DataDirOption = None,
     out: Annotated[str | None, typer.Option("--out", help="Folder for run folders (default runs/).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run folder name (default MODEL-DATASET-TIME).")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue a run from its last.pt: the run folder, or its last.pt / best.pt; 'auto': the run --name in --out if it has a last.pt, else start it.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue a run from its last.pt: the run folder, or its last.pt; 'auto': the run --name in --out if it has a last.pt, else start it.")] = None,
     checkpoint_every: Annotated[str | None, typer.Option("--checkpoint-every", help="Also write last.pt within epochs: every N steps (200) or minutes (10min).")] = None,
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="Under torchrun on GPUs, SyncBatchNorm: batch statistics of the global batch.")] = None,
     nproc_per_node: Annotated[int | None, typer.Option("--nproc-per-node", help="Start torchrun with N processes on this machine, each training a replica.")] = None,

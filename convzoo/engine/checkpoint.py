@@ -109,12 +109,14 @@ def write_failure_cause(error: OSError) -> tuple[str, str]:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
-                    plain_weights_hint: str = "train a model with `convzoo train` and pass its best.pt") -> dict[str, Any]:
+                    plain_weights_hint: str = "train a model with `convzoo train` and pass its best.pt",
+                    unreadable_hint: str | None = None) -> dict[str, Any]:
     """Load and sanity-check a convzoo checkpoint; anything else is a one-line error.
 
     ``path`` may be a run folder (its best.pt, else last.pt). Messages name the path as
     the user gave it; ``plain_weights_hint`` says what to do with a plain state dict,
-    since only some commands take one (``--weights PATH --model NAME``).
+    since only some commands take one (``--weights PATH --model NAME``), and
+    ``unreadable_hint`` what to do with a damaged file (default: use the run's other one).
     """
     given = Path(path)
     path = given
@@ -132,9 +134,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a bad file
         # torch's own text is pages long and, cut to a line, ends mid-word: --debug shows all of it.
+        other = "best.pt" if path.name == "last.pt" else "last.pt"
+        hint = unreadable_hint or f"Use another checkpoint, e.g. the run's {other}"
         raise ConvzooError(
             f"cannot read checkpoint {path}: the file is truncated, corrupt or not a PyTorch checkpoint. "
-            "Use another checkpoint, e.g. the run's last.pt (--debug shows torch's message)."
+            f"{hint} (--debug shows torch's message)."
         ) from error
     if _is_plain_state_dict(checkpoint):
         raise ConvzooError(f"{path} holds plain weights (a state dict), not a convzoo checkpoint; {plain_weights_hint}.")

@@ -136,3 +136,16 @@ def release_run_dir(run_dir: str | Path) -> None:
     descriptor = _held.pop(Path(run_dir).resolve(), None)
     if descriptor is not None:
         os.close(descriptor)
+
+
+def _not_in_forked_children() -> None:
+    """A forked child (a DataLoader worker) shares the lock through its copy of the
+    descriptor, which would keep the folder locked after the run released it, for as long
+    as the worker lives; closing the child's copy leaves the parent's lock as it is."""
+    for descriptor in _held.values():
+        os.close(descriptor)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_not_in_forked_children)

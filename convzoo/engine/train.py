@@ -109,7 +109,7 @@ def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
 
 def run_folder_of(resume: str | Path) -> Path:
     """The run folder ``--resume`` names: the folder itself, or the folder of its ``last.pt``
-    or ``best.pt`` (the file ``eval --checkpoint`` takes): a run is its folder."""
+    (a run is its folder)."""
     path = Path(resume)
     return path.parent if path.suffix == ".pt" and path.is_file() else path
 
@@ -123,11 +123,24 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
     """
     given = run_dir
     run_dir = run_folder_of(run_dir)
+    if Path(given).is_file() and Path(given).name != "last.pt":
+        # Resuming continues the newest state; any other file (best.pt: an earlier epoch)
+        # would either be ignored or rewind the run and overwrite its later checkpoints.
+        raise ConvzooError(
+            f"--resume continues a run from its last.pt, not {Path(given).name}. Pass the run folder {run_dir}; "
+            f"to start a new run from those weights, use --weights {given}."
+        )
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise ConvzooError(
             f"--resume {given}: {run_dir} is not a convzoo run folder (no config.yaml). "
             "Pass the folder a run was written to, or its last.pt."
+        )
+    if not (run_dir / "last.pt").is_file():
+        raise ConvzooError(
+            f"--resume {given}: {run_dir} has no last.pt to continue from (the run stopped before its first "
+            f"checkpoint). Start it again: --resume auto --out {run_dir.parent} --name {run_dir.name} takes over "
+            "the folder."
         )
     saved = config_from_dict(read_yaml(config_path), source=str(config_path))
     changed = [
@@ -185,7 +198,9 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
         hold_run_dir(run_dir)  # before reading last.pt: a run still writing it refuses this one
-        checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
+        checkpoint = load_checkpoint(run_dir / "last.pt", unreadable_hint=(
+            f"The run cannot continue from it: start a new run (another --name), e.g. from the weights of "
+            f"{run_dir / 'best.pt'} if that one reads"))
     else:
         # The stored folder must still lead to the data when a later command runs elsewhere.
         config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
