@@ -55,10 +55,6 @@ def train_command(
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
     with user_errors(debug):
-        if nproc_per_node is not None:
-            from convzoo.commands.launch import command_line_of, relaunch_under_torchrun
-
-            relaunch_under_torchrun("train", command_line_of(ctx, leave_out={"nproc_per_node"}), nproc_per_node)
         from convzoo.config import load_config, parse_set_options
         from convzoo.engine.train import train
 
@@ -74,14 +70,19 @@ def train_command(
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
+        if resume not in (None, "auto") and config is not None:
+            from convzoo.errors import ConvzooError
+
+            raise ConvzooError("--resume continues a run from its own saved config; drop --config.")
+        if nproc_per_node is not None:
+            from convzoo.commands.launch import command_line_of, run_under_torchrun
+
+            _check_before_launching(config, overrides, flag_names, resume, nproc_per_node)
+            run_under_torchrun("train", command_line_of(ctx, leave_out={"nproc_per_node"}), nproc_per_node)
         if resume == "auto":
             result = train(load_config(config, overrides, flag_names), resume="auto", progress_bars=not json_output,
                            step_lines=not quiet)
         elif resume is not None:
-            if config is not None:
-                from convzoo.errors import ConvzooError
-
-                raise ConvzooError("--resume continues a run from its own saved config; drop --config.")
             result = train(None, resume=resume, overrides=overrides, progress_bars=not json_output,
                            step_lines=not quiet)
         else:
@@ -96,3 +97,25 @@ def train_command(
                 f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}), "
                 f"final {100 * result['final_acc']:.2f}%, {result['train_time_s']:.1f}s training -> {result['run_dir']}"
             )
+
+
+def _check_before_launching(config_path: str | None, overrides: dict, flag_names: dict, resume: str | None,
+                            nproc_per_node: int) -> None:
+    """What a one-process run would refuse, refused before torchrun starts: otherwise each
+    rank prints the error and torchrun adds its traceback. The workers print the config's
+    notes themselves, so they are silenced here."""
+    import contextlib
+    import io
+
+    from convzoo.config import load_config
+    from convzoo.engine.runtime import pick_device
+    from convzoo.engine.train import auto_resume_folder, check_sync_bn, resume_config
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        if resume is not None and resume != "auto":
+            config, _ = resume_config(resume, overrides)
+        else:
+            config = load_config(config_path, overrides, flag_names)
+            if resume == "auto":
+                auto_resume_folder(config)
+    check_sync_bn(config, nproc_per_node, pick_device(config.device))

@@ -129,6 +129,21 @@ def hold_run_dir(run_dir: str | Path) -> None:
             "(then --resume continues it), or choose another --name."
         ) from None
     _held[run_dir.resolve()] = descriptor
+    _tell_the_launcher(run_dir)
+
+
+RUN_DIR_FILE = "CONVZOO_RUN_DIR_FILE"
+"""Set by ``train --nproc-per-node`` (commands/launch.py): the file where rank 0 writes its
+run folder, into which the launcher then moves torchrun's log."""
+
+
+def _tell_the_launcher(run_dir: Path) -> None:
+    path = os.environ.get(RUN_DIR_FILE)
+    if path:
+        try:
+            Path(path).write_text(str(run_dir))
+        except OSError:
+            pass  # the log then stays in the temporary folder, as the launcher says
 
 
 def release_run_dir(run_dir: str | Path) -> None:

@@ -179,6 +179,16 @@ def auto_resume_folder(config: TrainConfig) -> Path | None:
     return run_dir
 
 
+def check_sync_bn(config: TrainConfig, world_size: int, device: torch.device) -> None:
+    """``--sync-bn`` in a job of several processes needs CUDA (``train --nproc-per-node``
+    asks before it starts torchrun, so the refusal is one line, not one per rank)."""
+    if config.sync_bn and world_size > 1 and device.type != "cuda":
+        raise ConvzooError(
+            f"--sync-bn needs GPUs: PyTorch's SyncBatchNorm has no {device.type.upper()} implementation (this job "
+            "runs on gloo). Drop --sync-bn, or train with --device cuda."
+        )
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
@@ -242,11 +252,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     device = runtime.device
     if checkpoint is not None and checkpoint["epoch"] >= config.epochs:
         return _already_complete(config, run_dir, checkpoint, runtime, quiet)
-    if config.sync_bn and runtime.distributed and device.type != "cuda":
-        raise ConvzooError(
-            f"--sync-bn needs GPUs: PyTorch's SyncBatchNorm has no {device.type.upper()} implementation (this job "
-            "runs on gloo). Drop --sync-bn, or train with --device cuda."
-        )
+    check_sync_bn(config, runtime.world_size, device)
 
     torch.manual_seed(config.seed)
     spec, pad_to = dataset_spec_for(config)
