@@ -135,6 +135,12 @@ def effective_field(model: nn.Module, inputs: torch.Tensor, layer: str, preproce
                 ready(batch)
             except _Captured:
                 pass
+            except RuntimeError as error:  # e.g. a 5x5 kernel meeting a 2x2 map of a too small input
+                from convzoo.errors import ConvzooError
+
+                raise ConvzooError(
+                    f"the model does not run on {tuple(inputs.shape[1:])} inputs up to {layer} "
+                    f"({str(error).splitlines()[0]}); use larger inputs (e.g. the model's own size).") from None
             output = captured.pop("output")
             if position is None:
                 position = (output.shape[-2] // 2, output.shape[-1] // 2)

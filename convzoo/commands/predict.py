@@ -50,7 +50,8 @@ def predict_command(
             raise ConvzooError(f"--batch-size must be at least 1, got {batch_size}.")
         if images and (samples or index):
             raise ConvzooError("pass images one way: files/folders or --dataset with --samples/--index, not both.")
-        source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir)
+        source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir,
+                                      offered=("--checkpoint", "--weights"))
         predictor = Predictor(source, device=device or "auto", dataset=dataset)
         predictor.check_top_k(top_k)
         if not predictor.names_stored and not json_output:

@@ -54,7 +54,7 @@ def train_command(
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
-    with user_errors(debug):
+    with user_errors(debug, interrupted="checkpoints already written are kept"):
         from convzoo.config import load_config, parse_set_options
         from convzoo.engine.train import train
 

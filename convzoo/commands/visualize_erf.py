@@ -19,7 +19,7 @@ def erf_command(
     layer: Annotated[str | None, typer.Option("--layer", help="Module whose centre unit is measured (default: the family's last spatial exit).")] = None,
     samples: Annotated[int, typer.Option("--samples", help="Images the gradient's absolute value is averaged over.")] = 64,
     noise: Annotated[bool, typer.Option("--noise", help="Average over uniform-noise images instead of test images.")] = False,
-    input_side: Annotated[int | None, typer.Option("--input-side", help="With --noise: side of the noise images (fully convolutional models only), to see fields larger than the dataset's images.")] = None,
+    input_side: Annotated[int | None, typer.Option("--input-side", min=1, help="With --noise: side of the noise images (fully convolutional models only), to see fields larger than the dataset's images.")] = None,
     compare_random: Annotated[bool, typer.Option("--compare-random", help="Also measure the same architecture with random weights (seeded by --seed).")] = False,
     checkpoint: CheckpointOption = None,
     model: ModelOption = None,

@@ -68,7 +68,7 @@ Backbone = ModelSource
 
 def resolve_backbone(**options: Any) -> ModelSource:
     """The network to probe (see ``convzoo.inspection.resolve_model_source``)."""
-    return resolve_model_source(**options)
+    return resolve_model_source(offered=("--checkpoint", "--random-init"), **options)
 
 
 def build_backbone(backbone: ModelSource, image_size: int, seed: int, trained: bool, device: torch.device) -> nn.Module:
