@@ -122,6 +122,7 @@ def export_model(
     check_output_path(path)
     if fmt == "onnx":
         require_onnx_extra()
+        check_opset(opset, exporter)
     spec, preprocessing = input_pipeline(source)
     model = build_source_model(source, "cpu")
     exported, notes = standard_conv_for_export(model)
@@ -207,11 +208,41 @@ def standard_conv_for_export(model: nn.Module) -> tuple[nn.Module, list[str]]:
                       "checked against the eager model computing with the scratch convolution"]
 
 
+DYNAMO_MIN_OPSET = 18
+"""The dynamo exporter's operator library (onnxscript) starts at opset 18."""
+
+
+def opset_ranges() -> dict[str, tuple[int, int]]:
+    """The opsets each ONNX exporter of the installed torch writes, as (lowest, highest)."""
+    from torch.onnx import _constants
+
+    lowest = getattr(_constants, "ONNX_MIN_OPSET", 7)
+    torchscript_highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17)
+    highest = max(getattr(_constants, "ONNX_MAX_OPSET", torchscript_highest), DYNAMO_MIN_OPSET)
+    # Below its first opset the dynamo exporter writes DYNAMO_MIN_OPSET, with a note (export_onnx).
+    return {"torchscript": (lowest, torchscript_highest), "dynamo": (lowest, highest), "auto": (lowest, highest)}
+
+
+def check_opset(opset: int, exporter: str) -> None:
+    """An opset the exporter cannot write is refused before any work: past the highest,
+    torch's exporters fail with an ONNX C++ assertion (or write another opset than asked)."""
+    lowest, highest = opset_ranges()[exporter]
+    if not lowest <= opset <= highest:
+        which = "torch's ONNX exporters" if exporter == "auto" else f"torch's {exporter} ONNX exporter"
+        raise ConvzooError(f"--opset {opset} is not an opset {which} can write (torch {torch.__version__}): "
+                           f"choose {lowest} to {highest}.")
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, opset: int, dynamic_batch: bool,
                 exporter: str, metadata: dict[str, str]) -> list[str]:
     """``torch.onnx.export`` with the input named ``input`` and the output ``logits``,
     serialised in memory and written atomically (``write_export``)."""
     notes: list[str] = []
+    if exporter == "auto" and opset > opset_ranges()["torchscript"][1]:
+        exporter = "dynamo"  # the only one that writes this opset
+    if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
+        notes.append(f"the dynamo exporter writes opset {DYNAMO_MIN_OPSET} at least: the file has opset "
+                     f"{DYNAMO_MIN_OPSET}, not {opset}")
     if exporter in ("auto", "torchscript"):
         try:
             data = _export_onnx_torchscript(model, example, opset, dynamic_batch)
@@ -220,7 +251,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, opset: i
                 raise ConvzooError(f"the TorchScript-based ONNX exporter cannot export this model: "
                                    f"{_first_line(error)}. Try --exporter dynamo.") from None
             notes.append(f"TorchScript-based ONNX exporter failed ({_first_line(error)[:120]}); used dynamo, opset "
-                         f"{max(opset, 18)}")
+                         f"{max(opset, DYNAMO_MIN_OPSET)}")
             data = _export_onnx_dynamo(model, example, opset, dynamic_batch)
     else:
         data = _export_onnx_dynamo(model, example, opset, dynamic_batch)
@@ -276,7 +307,8 @@ def _export_onnx_dynamo(model: nn.Module, example: torch.Tensor, opset: int, dyn
         warnings.simplefilter("ignore")
         # Its operator library starts at opset 18; asking for less only adds a failing down-conversion.
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
-                                    opset_version=max(opset, 18), dynamic_shapes=dynamic_shapes, verbose=False)
+                                    opset_version=max(opset, DYNAMO_MIN_OPSET), dynamic_shapes=dynamic_shapes,
+                                    verbose=False)
     return program.model_proto.SerializeToString()
 
 

@@ -61,3 +61,29 @@ def test_exports_honour_the_umask(synthetic_checkpoint, tmp_path, cli):
             assert stat.S_IMODE(target.stat().st_mode) == 0o644, fmt
     finally:
         os.umask(previous)
+
+
+@pytest.mark.parametrize("options, allowed", [
+    (["--opset", "30"], "choose 7 to"), (["--opset", "-1"], "choose 7 to"),
+    (["--exporter", "torchscript", "--opset", "22"], "torchscript ONNX exporter"),
+])
+def test_an_opset_the_exporter_cannot_write_is_refused_before_exporting(synthetic_checkpoint, tmp_path, cli, options,
+                                                                       allowed):
+    target = tmp_path / "m.onnx"
+    code, out, err = cli("export", "--checkpoint", synthetic_checkpoint, "--format", "onnx", "--out", target, *options)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and allowed in err, err
+    assert not target.exists()
+
+
+def test_the_dynamo_exporter_says_which_opset_it_wrote(synthetic_checkpoint, tmp_path, cli):
+    import json
+
+    import onnx
+
+    target = tmp_path / "m.onnx"
+    code, out, err = cli("export", "--checkpoint", synthetic_checkpoint, "--format", "onnx", "--exporter", "dynamo",
+                         "--out", target, "--json")
+    assert code == 0, err
+    written = next(entry.version for entry in onnx.load(str(target)).opset_import if entry.domain in ("", "ai.onnx"))
+    assert written == 18
+    assert any("opset 18, not 17" in note for note in json.loads(out)["notes"])
