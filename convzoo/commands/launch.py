@@ -70,7 +70,9 @@ def run_under_torchrun(command: str, args: list[str], nproc_per_node: int) -> No
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc_per_node),
             "-m", "convzoo", command, *args]
     tag = f"\x1e{secrets.token_hex(4)}\x1e"
-    log_path = Path(tempfile.mkstemp(prefix="convzoo-torchrun-", suffix=".log")[1])
+    handle, log_name = tempfile.mkstemp(prefix="convzoo-torchrun-", suffix=".log")
+    os.close(handle)
+    log_path = Path(log_name)
     run_dir_file = log_path.with_suffix(".run_dir")
     environment = dict(os.environ, **{STDERR_TAG: tag, RUN_DIR_FILE: str(run_dir_file)})
     sys.stdout.flush()
