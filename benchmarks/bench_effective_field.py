@@ -54,7 +54,8 @@ def main() -> None:
         result = run_erf(samples=args.samples, **options, **common)
         seconds = time.perf_counter() - started
         for row in result["results"]:
-            squares = " | ".join(f"{row[f'square_{p}']} px ({row[f'fraction_{p}']:.2f})" for p in (50, 90, 99))
+            squares = " | ".join(f"{row[f'square_{p}']} px ({row[f'fraction_{p}']:.2f})" if row[f"square_{p}"] is not None
+                                 else "clipped" for p in (50, 90, 99))
             print(f"| {label.split(',')[0]} | {result['inputs']} | {row['layer']} | {row['theoretical_side']} px | "
                   f"{squares} | {row['std_pixels']:.1f} | {seconds:.0f} s |", flush=True)
 

@@ -63,6 +63,9 @@ app.command("attack")(attack_command.attack_command)
 
 
 def main() -> None:
+    from convzoo.commands.launch import tag_stderr_for_launcher
+
+    tag_stderr_for_launcher()  # a worker of `train --nproc-per-node`: its lines reach the screen
     app()
 
 

@@ -84,6 +84,23 @@ class EffectiveField:
     def fraction_of_field(self, fraction: float) -> float:
         return self.mass_square(fraction) / self.theoretical_side
 
+    @property
+    def exceeds_input(self) -> bool:
+        """Whether the theoretical field reaches past the image (deep networks on small
+        inputs: ResNet-56's 249 pixels in a 64-pixel image)."""
+        (top, bottom), (left, right) = self.box
+        height, width = self.gradient.shape
+        return top < 0 or left < 0 or bottom > height - 1 or right > width - 1
+
+    def is_clipped(self, side: int) -> bool:
+        """Whether a square of ``side`` centred on the field reaches the image's edge: the
+        gradient beyond the edge was never measured, so such a square is the image's
+        extent, not the effective field's."""
+        height, width = self.gradient.shape
+        centre_row, centre_column = self.centre
+        room = min(centre_row, height - 1 - centre_row, centre_column, width - 1 - centre_column)
+        return (side - 1) / 2 >= room
+
     def standard_deviation(self) -> tuple[float, float]:
         """Spread of the gradient mass along rows and columns, in pixels (Luo et al.'s measure)."""
         weights = self.gradient.double() / self.gradient.double().sum()
@@ -96,12 +113,18 @@ class EffectiveField:
         return spreads[0], spreads[1]
 
     def summary(self) -> dict[str, object]:
+        """The numbers ``visualize erf`` reports; a square the image's edge clipped is None
+        (not a measure of the effective field), as is its fraction."""
         row_spread, column_spread = self.standard_deviation()
+        squares = {fraction: self.mass_square(fraction) for fraction in MASS_FRACTIONS}
+        measured = {fraction: None if self.is_clipped(side) else side for fraction, side in squares.items()}
         return {
             "layer": self.layer, "unit": list(self.position), "images": self.images,
+            "input_side": list(self.gradient.shape), "exceeds_input": self.exceeds_input,
             "theoretical_side": self.theoretical_side, "theoretical_box": [list(axis) for axis in self.box],
-            **{f"square_{round(100 * f)}": self.mass_square(f) for f in MASS_FRACTIONS},
-            **{f"fraction_{round(100 * f)}": round(self.fraction_of_field(f), 4) for f in MASS_FRACTIONS},
+            **{f"square_{round(100 * f)}": side for f, side in measured.items()},
+            **{f"fraction_{round(100 * f)}": None if side is None else round(side / self.theoretical_side, 4)
+               for f, side in measured.items()},
             "std_pixels": round((row_spread + column_spread) / 2, 3), "mass_outside_field": self.outside_mass(),
         }
 
@@ -135,6 +158,12 @@ def effective_field(model: nn.Module, inputs: torch.Tensor, layer: str, preproce
                 ready(batch)
             except _Captured:
                 pass
+            except RuntimeError as error:  # e.g. a 5x5 kernel meeting a 2x2 map of a too small input
+                from convzoo.errors import ConvzooError
+
+                raise ConvzooError(
+                    f"the model does not run on {tuple(inputs.shape[1:])} inputs up to {layer} "
+                    f"({str(error).splitlines()[0]}); use larger inputs (e.g. the model's own size).") from None
             output = captured.pop("output")
             if position is None:
                 position = (output.shape[-2] // 2, output.shape[-1] // 2)

@@ -15,6 +15,7 @@ GPU. A model object is summarised where it is, and left exactly as it was.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -117,6 +118,8 @@ class ModelSummary:
     weight_depth: int
     """Weight layers on the longest path from input to output (VGG-16: 16, ResNet-50: 50)."""
     unsupported_ops: list[str] = field(default_factory=list)
+    built_for: str | None = None
+    """A registered model's build: for which images and classes (None for a model object)."""
 
     @property
     def non_trainable_params(self) -> int:
@@ -135,6 +138,7 @@ class ModelSummary:
         limit = self.depth if depth is None else depth
         return {
             "model": self.name,
+            "built_for": self.built_for,
             "input_size": list(self.input_size),
             "batch_size": self.batch_size or 1,
             "mode": "train" if self.train_mode else "eval",
@@ -208,7 +212,9 @@ def summarize(
 
     The input size defaults to the model's (``get_model_info(name).input_size``) or to
     ``dataset``'s images, for which the model is then also built (channels, classes,
-    small-input variant). ``conv="scratch"`` swaps in convzoo's hand-written convolution.
+    small-input variant); an ``input_size`` alone is fed to the model as registered (the
+    summary's ``built_for`` says which build it is: VGG-16 at 32x32 with ``--dataset
+    cifar10`` is the small-input VGG, with ``--input-size 3 32 32`` the ImageNet one). ``conv="scratch"`` swaps in convzoo's hand-written convolution.
     The model is never changed: device, dtype, parameters, buffers, train/eval flags.
     """
     if conv not in ("torch", "scratch"):
@@ -224,10 +230,13 @@ def summarize(
         size = _checked_input_size(input_size or info_input, name)
         cheap = (batch_size or 1) * size[1] * size[2] <= SHAPE_PASS_PIXELS
         first_failure = None
+        built_for = _built_for(name, dataset, dataset_spec)
         for device in ("cpu", "meta") if cheap else ("meta", "cpu"):
             model = _build_registered(name, dataset_spec, conv, device)
             try:
-                return _summarize_model(model, name, size, batch_size, depth, train_mode, shape_pass=device == "cpu")
+                summary = _summarize_model(model, name, size, batch_size, depth, train_mode,
+                                           shape_pass=device == "cpu")
+                return dataclasses.replace(summary, built_for=built_for)
             except _ForwardFailed as failure:
                 first_failure = first_failure or failure
                 # The other pass is a second opinion: torch's meta kernels confirm a failure
@@ -274,6 +283,18 @@ def _default_input(name: str, dataset_spec: tuple[int, int, int, int] | None) ->
     channels, height, width, _ = dataset_spec
     # Fixed-size models (LeNet-5) see the dataset's images padded to their size.
     return (channels, *info.input_size[1:]) if info.fixed_input_size else (channels, height, width)
+
+
+def _built_for(name: str, dataset: str | None, dataset_spec: tuple[int, int, int, int] | None) -> str:
+    """Which build of a registered model a summary shows, in words: the same name is
+    another network for another image size (VGG-16's small-input variant at 32x32)."""
+    from convzoo.registry import get_model_info
+
+    if dataset_spec is not None:
+        channels, height, width, num_classes = dataset_spec
+        return f"{dataset}: {channels}x{height}x{width} images, {num_classes} classes"
+    channels, height, width = get_model_info(name).input_size
+    return f"its default {channels}x{height}x{width} images (--dataset builds it for a dataset's)"
 
 
 def _build_registered(name: str, dataset_spec: tuple[int, int, int, int] | None, conv: str, device: str):
@@ -577,7 +598,8 @@ def format_summary(summary: ModelSummary, output_format: str = "table", columns:
         totals = "\n".join(f"- {line}" for line in _totals_lines(summary))
         return f"{_markdown_table(header, rows, right=range(1, len(header)))}\n\n{totals}"
     if output_format == "table":
-        title = f"{summary.name}, input {_shape_text(summary)}, {'train' if summary.train_mode else 'eval'} mode"
+        built = f" built for {summary.built_for}" if summary.built_for else ""
+        title = f"{summary.name}{built}, input {_shape_text(summary)}, {'train' if summary.train_mode else 'eval'} mode"
         return "\n".join([title, _text_table(header, rows), *_totals_lines(summary)])
     raise ConvzooError(f"unknown format {output_format!r}: use one of {', '.join(FORMATS)}.")
 
@@ -614,6 +636,8 @@ def _cell(row: LayerRow, column: str, summary: ModelSummary, raw: bool) -> Any:
     elif column == "params":
         if row.is_recursive:
             return "" if raw else "(recursive)"
+        if raw:  # CSV: each module's own count, everything inside it included (not the table's share)
+            return row.params
         value = row.shown_params(summary.depth)
         if not raw:
             return f"{value:,}" if value else "--"

@@ -47,3 +47,31 @@ def test_mass_square_is_centred_on_the_field():
     assert field.mass_square(0.5) == 1
     assert field.mass_square(0.9) == 5
     assert field.fraction_of_field(0.9) == pytest.approx(5 / 9)
+
+
+def test_erf_says_when_the_field_exceeds_the_input_and_reports_no_clipped_squares(cli, tmp_path):
+    """The README's example: ResNet-56's 249-pixel field in 64-pixel noise images."""
+    import json
+
+    code, out, err = cli("visualize", "erf", "--model", "resnet56", "--random-init", "--noise", "--input-side", "64",
+                         "--samples", "2", "--out", tmp_path, "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)["results"]
+    assert row["theoretical_side"] > 64 and row["exceeds_input"] and row["input_side"] == [64, 64]
+    for percent in (50, 90, 99):
+        side = row[f"square_{percent}"]
+        assert side is None or side < 63  # a square reaching the edge is not reported as the field
+    assert row["square_99"] is None and row["fraction_99"] is None
+    code, out, err = cli("visualize", "erf", "--model", "resnet56", "--random-init", "--noise", "--input-side", "64",
+                         "--samples", "2", "--out", tmp_path)
+    assert code == 0 and "exceeds the 64x64 input" in out and "clipped" in out
+
+
+def test_erf_of_a_field_inside_the_image_reports_every_square(cli, tmp_path):
+    import json
+
+    code, out, err = cli("visualize", "erf", "--model", "lenet5", "--random-init", "--noise", "--samples", "2",
+                         "--out", tmp_path, "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)["results"]
+    assert not row["exceeds_input"] and all(row[f"square_{p}"] for p in (50, 90, 99))

@@ -370,3 +370,36 @@ def test_markdown_indents_with_entities_that_survive_rendering():
 def test_a_comparison_refuses_columns_rather_than_ignoring_them(cli):
     code, out, err = cli("summary", "-m", "lenet5", "-m", "resnet20", "--columns", "params")
     assert code != 0 and out == "" and "--columns chooses the columns of one model's layer table" in err
+
+
+def test_the_title_says_which_build_of_the_model_it_is(cli):
+    """VGG-16 at 32x32 is another network with --dataset cifar10 (the small-input VGG) than
+    with --input-size 3 32 32 (the ImageNet one): the titles say which."""
+    import json
+
+    code, by_size, err = cli("summary", "-m", "vgg16", "--input-size", "3", "32", "32", "--depth", "1")
+    assert code == 0, err
+    code, by_dataset, err = cli("summary", "-m", "vgg16", "--dataset", "cifar10", "--depth", "1")
+    assert code == 0, err
+    assert "built for its default 3x224x224 images" in by_size.splitlines()[0]
+    assert "built for cifar10: 3x32x32 images, 10 classes" in by_dataset.splitlines()[0]
+    code, out, err = cli("summary", "-m", "vgg16", "--dataset", "cifar10", "--json")
+    assert json.loads(out)["built_for"].startswith("cifar10")
+
+
+def test_csv_gives_a_container_its_parameters(cli):
+    import csv
+    import io
+
+    code, out, err = cli("summary", "-m", "resnet20", "--dataset", "cifar10", "--format", "csv", "--depth", "2")
+    assert code == 0, err
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(out))}
+    from convzoo.registry import create_model
+
+    layer1 = create_model("resnet20", num_classes=10, image_size=32).layer1
+    assert int(rows["layer1"]["params"]) == sum(p.numel() for p in layer1.parameters()) > 0
+
+
+def test_torchsummary_format_takes_one_model(cli):
+    code, out, err = cli("summary", "-m", "lenet5", "-m", "resnet20", "--format", "torchsummary")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "one model" in err

@@ -72,9 +72,13 @@ class BenchResult:
     compile_s: float | None
     peak_memory_mb: float
     memory_kind: str
-    """``cuda_allocator_peak`` or ``process_peak_rss`` (CPU: the whole process, so later
-    contenders in one run include earlier ones' high-water mark)."""
+    """``cuda_allocator_peak``, or on CPU ``process_peak_rss`` (the process's resident
+    memory at its highest while this contender was built and warmed up: its high-water
+    mark is reset before each; ``process_peak_rss_since_start`` where it cannot be)."""
     notes: list[str] = field(default_factory=list)
+    ms_iqr: float = 0.0
+    """Spread of the timed steps: their interquartile range, in milliseconds."""
+    channels_last: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,6 +93,7 @@ class _Runner:
         torch.manual_seed(0)
         model = contender.build().to(device)
         channels_last = settings.channels_last if contender.channels_last is None else contender.channels_last
+        self.channels_last = bool(channels_last)
         self.compiled = settings.compile if contender.compile is None else contender.compile
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)
@@ -133,9 +138,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA's allocator error (``torch.OutOfMemoryError`` on torch >= 2.5) or the CPU's."""
+    """CUDA's allocator error (``torch.OutOfMemoryError`` on torch >= 2.5) or the CPU's:
+    ``DefaultCPUAllocator: can't allocate memory`` (a RuntimeError), or Python's MemoryError."""
     oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(error, oom_type) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+    text = str(error).lower()
+    return isinstance(error, (oom_type, MemoryError)) or (
+        isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
 
 
 def _release(device: torch.device) -> None:
@@ -144,6 +152,15 @@ def _release(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    elif sys.platform.startswith("linux"):
+        # glibc keeps freed heap memory resident; without handing it back the next
+        # contender's peak resident memory would start from this one's.
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _prepare(contender: Contender, mode: str, settings: BenchSettings, notes: list[str],
@@ -173,11 +190,34 @@ def _prepare(contender: Contender, mode: str, settings: BenchSettings, notes: li
     return None
 
 
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a new high-water mark, so each contender's peak is its own: CUDA's allocator
+    statistics, or on Linux the process's resident peak (``VmHWM``, reset by writing 5 to
+    ``/proc/self/clear_refs``). False where the CPU peak cannot be reset."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        with open("/proc/self/clear_refs", "w") as file:
+            file.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb(device: torch.device, since_reset: bool = True) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocator_peak"
+    if since_reset:
+        try:
+            with open("/proc/self/status") as file:
+                for line in file:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 2**10, "process_peak_rss"  # kB
+        except OSError:
+            pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / (2**20 if sys.platform == "darwin" else 2**10), "process_peak_rss"
+    return peak / (2**20 if sys.platform == "darwin" else 2**10), "process_peak_rss_since_start"
 
 
 def run_benchmark(model_name: str, contenders: list[Contender], modes: list[str], settings: BenchSettings,
@@ -189,22 +229,28 @@ def run_benchmark(model_name: str, contenders: list[Contender], modes: list[str]
         runners: list[_Runner] = []
         memory: dict[str, tuple[float, str]] = {}
         for contender in contenders:
-            if settings.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(settings.device)
+            _release(settings.device)  # what earlier contenders freed is not counted again
+            was_reset = reset_peak_memory(settings.device)
             runner = _prepare(contender, mode, settings, notes, log)
             if runner is not None:
                 runners.append(runner)
-                memory[contender.label] = peak_memory_mb(settings.device)
+                memory[contender.label] = peak_memory_mb(settings.device, since_reset=was_reset)
         for _ in range(settings.steps):
             for runner in runners:
+                # Each step's peak is the contender's own: the mark is reset before it (outside the timing).
+                was_reset = reset_peak_memory(settings.device)
                 runner.times.append(runner.timed_step())
+                peak, kind = peak_memory_mb(settings.device, since_reset=was_reset)
+                memory[runner.contender.label] = max(memory[runner.contender.label], (peak, kind))
         for runner in runners:
             seconds = statistics.median(runner.times) if runner.times else float("nan")
+            quartiles = statistics.quantiles(runner.times, n=4) if len(runner.times) > 1 else [0.0, 0.0, 0.0]
             peak, kind = memory[runner.contender.label]
             results.append(BenchResult(
                 model_name, runner.contender.label, mode, runner.batch_size, 1e3 * seconds,
                 runner.batch_size / seconds if seconds > 0 else float("nan"), runner.compile_s, peak, kind,
                 [note for note in notes if note.startswith(runner.contender.label)],
+                ms_iqr=1e3 * (quartiles[2] - quartiles[0]), channels_last=runner.channels_last,
             ))
         del runners
         _release(settings.device)

@@ -18,7 +18,7 @@ from convzoo.commands.inspect_options import (
 def attack_command(
     method: Annotated[list[str], typer.Option("--method", help="fgsm and/or pgd (repeatable or comma-separated).")] = ["fgsm"],  # noqa: B006
     eps: Annotated[str, typer.Option("--eps", help="Comma-separated epsilons in pixel units of [0, 1] images.")] = "0,0.05,0.1,0.15,0.2,0.25,0.3",
-    steps: Annotated[int, typer.Option("--steps", help="PGD iterations.")] = 10,
+    steps: Annotated[int | None, typer.Option("--steps", min=1, help="PGD iterations (default 10).")] = None,
     step_size: Annotated[float | None, typer.Option("--step-size", help="PGD step in pixels (default 2.5 eps / steps, Madry et al. 2018).")] = None,
     random_start: Annotated[bool, typer.Option("--random-start/--no-random-start", help="PGD starts from a uniform point of the eps-ball, seeded by --seed (Madry et al.), or from the image itself.")] = True,
     checkpoint: CheckpointOption = None,
@@ -28,7 +28,7 @@ def attack_command(
     dataset: DatasetOption = None,
     samples: SamplesOption = None,
     split: SplitOption = "test",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images attacked at once.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images attacked at once.")] = 1000,
     example_eps: Annotated[float | None, typer.Option("--example-eps", help="Epsilon of the example triplets (default: the middle non-zero one).")] = None,
     device: DeviceOption = None,
     seed: SeedOption = 0,
@@ -67,7 +67,7 @@ def attack_command(
         _print_report(result)
 
 
-def run_attack(*, methods: list[str], epsilons: list[float], steps: int, step_size: float | None, random_start: bool,
+def run_attack(*, methods: list[str], epsilons: list[float], steps: int | None, step_size: float | None, random_start: bool,
                checkpoint: str | None, model: str | None, random_init: bool, weights: str | None,
                dataset: str | None, samples: int | None, split: str, batch_size: int, example_eps: float | None,
                device: str | None, seed: int, out: str, name: str | None, data_dir: str | None,
@@ -85,6 +85,13 @@ def run_attack(*, methods: list[str], epsilons: list[float], steps: int, step_si
     chosen = list(dict.fromkeys(check_attack(part.strip()) for entry in methods for part in entry.split(",")
                                 if part.strip()))
     epsilons = check_epsilons(epsilons)
+    if "pgd" not in chosen:  # FGSM is one step of eps: PGD's options would be silently ignored
+        given = [flag for flag, value in (("--steps", steps), ("--step-size", step_size), ("--random-start", random_start))
+                 if value]
+        if given:
+            raise ConvzooError(f"{' and '.join(given)} set PGD's iterations; FGSM takes one step of eps. "
+                               "Add --method pgd, or drop them.")
+    steps = 10 if steps is None else steps
     if example_eps is not None and example_eps not in epsilons:
         raise ConvzooError(f"--example-eps {example_eps} is not among --eps {', '.join(f'{e:g}' for e in epsilons)}.")
     nonzero = [value for value in epsilons if value > 0]

@@ -17,16 +17,16 @@ def bench_command(
     steps: Annotated[int, typer.Option("--steps", help="Timed steps per model and mode (median reported).")] = 20,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed warm-up steps.")] = 3,
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast.")] = False,
-    channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")] = False,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format (default: train's choice for the model and device).")] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile every contender (compile time reported apart).")] = False,
     compile_mode: Annotated[str | None, typer.Option("--compile-mode", help="torch.compile mode, e.g. max-autotune.")] = None,
     compare: Annotated[str, typer.Option("--compare", help="Peers to run beside convzoo: torchvision, timm, both comma-separated, or none.")] = "none",
-    num_classes: Annotated[int, typer.Option("--num-classes", help="Classifier outputs.")] = 1000,
+    num_classes: Annotated[int, typer.Option("--num-classes", min=1, help="Classifier outputs.")] = 1000,
     data: Annotated[str | None, typer.Option("--data", help="Time the input pipeline of this dataset alone (no model), e.g. mnist or imagefolder:PATH.")] = None,
     num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader workers for --data (image folders).")] = 2,
     data_dir: DataDirOption = None,
     device: DeviceOption = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads (default: torch's choice).")] = None,
     csv_path: Annotated[str | None, typer.Option("--csv", help="Also write the results to this CSV file.")] = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
@@ -60,11 +60,15 @@ def bench_command(
         if data is not None:
             if models:
                 raise ConvzooError("--data times the input pipeline alone; drop --model (or drop --data).")
+            if csv_path:
+                _check_csv_path(csv_path)
             rows = _data_rows(data, batch_size, num_workers, steps, torch_device, data_dir)
             _finish({**header, "data": data, "results": rows}, rows, csv_path, json_output, _DATA_COLUMNS)
             return
         if not models:
             raise ConvzooError("pass --model NAME (repeatable), or --data DATASET to time a data pipeline.")
+        if csv_path:
+            _check_csv_path(csv_path)  # before the timing, which may take minutes
         rows, notes = _model_rows(models, mode, compare, batch_size, input_size, steps, warmup, amp, channels_last,
                                   compile_model, compile_mode, num_classes, torch_device, json_output)
         payload = {**header, "settings": {"mode": mode, "batch_size": batch_size, "steps": steps, "warmup": warmup,
@@ -74,8 +78,8 @@ def bench_command(
         _finish(payload, rows, csv_path, json_output, _MODEL_COLUMNS, notes)
 
 
-_MODEL_COLUMNS = ("model", "implementation", "mode", "input", "batch_size", "ms_per_step", "images_per_s",
-                  "ratio_vs_convzoo", "peak_memory_mb", "compile_s")
+_MODEL_COLUMNS = ("model", "implementation", "mode", "input", "batch_size", "channels_last", "ms_per_step", "ms_iqr",
+                  "images_per_s", "ratio_vs_convzoo", "peak_memory_mb", "compile_s")
 _DATA_COLUMNS = ("dataset", "implementation", "batch_size", "num_workers", "images", "seconds", "images_per_s",
                  "ratio_vs_torchvision")
 
@@ -107,6 +111,7 @@ def _model_rows(models, mode, compare, batch_size, input_size, steps, warmup, am
 
     from convzoo.benchmarking import BenchSettings, run_benchmark
     from convzoo.benchmarking.peers import convzoo_contender, peer_contenders
+    from convzoo.engine.fast_path import use_channels_last
     from convzoo.errors import ConvzooError
     from convzoo.registry import get_model_info
 
@@ -124,8 +129,10 @@ def _model_rows(models, mode, compare, batch_size, input_size, steps, warmup, am
         peers, peer_notes = peer_contenders(name, libraries, num_classes, shape[0], shape[1])
         contenders += peers
         notes += [f"{name}: {note}" for note in peer_notes]
+        # The layout training would use for this model on this device, unless the flag says otherwise.
+        layout = use_channels_last(name, device, requested=channels_last)
         settings = BenchSettings(batch_size=batch_size, input_size=shape, steps=steps, warmup=warmup, amp=amp,
-                                 channels_last=channels_last, compile=compile_model, compile_mode=compile_mode,
+                                 channels_last=layout, compile=compile_model, compile_mode=compile_mode,
                                  device=device, num_classes=num_classes)
         log = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
         log(f"timing {name} ({', '.join(c.label for c in contenders)}) at {batch_size}x{'x'.join(map(str, shape))} "
@@ -183,6 +190,18 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
     return str(value)
+
+
+def _check_csv_path(path: str) -> None:
+    from pathlib import Path
+
+    from convzoo.errors import ConvzooError
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ConvzooError(f"cannot write --csv {path}: folder {folder} does not exist. Create it or choose another path.")
+    if Path(path).is_dir():
+        raise ConvzooError(f"--csv {path} is a folder; pass a file name.")
 
 
 def _write_csv(path: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:

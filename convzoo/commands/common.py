@@ -105,11 +105,12 @@ def fail(message: str, exit_code: int = 2) -> None:
 
 
 @contextmanager
-def user_errors(debug: bool) -> Iterator[None]:
+def user_errors(debug: bool, interrupted: str = "files already written are kept") -> Iterator[None]:
     """Turn library errors into one-line messages (tracebacks only with ``--debug``).
 
     A ``ConvzooError`` is the user's to fix and carries its own advice; anything else is
     a bug or an environment problem, reported with its type and a pointer to ``--debug``.
+    ``interrupted`` says what a Ctrl-C leaves behind, in the command's own terms.
     """
     from convzoo.errors import ConvzooError
 
@@ -126,7 +127,7 @@ def user_errors(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         if debug:
             raise
-        fail("interrupted; files already written (checkpoints of completed epochs) are kept.", exit_code=130)
+        fail(f"interrupted; {interrupted}.", exit_code=130)
     except Exception as error:  # noqa: BLE001 - last line of defence for a CLI
         if debug:
             raise

@@ -33,11 +33,11 @@ def explain_command(
     target: Annotated[int | None, typer.Option("--target", help="Explain this class (default: each image's predicted class).")] = None,
     layer: Annotated[str | None, typer.Option("--layer", help="Grad-CAM's layer (default: the family's last spatial exit).")] = None,
     noise: Annotated[float, typer.Option("--noise", help="SmoothGrad's sigma as a fraction of each image's range (Smilkov et al.: 0.1-0.2).")] = 0.15,
-    noise_samples: Annotated[int, typer.Option("--noise-samples", help="SmoothGrad's noisy copies per image.")] = 50,
-    steps: Annotated[int, typer.Option("--steps", help="Integrated Gradients' steps from the black baseline.")] = 50,
-    window: Annotated[int | None, typer.Option("--window", help="Occlusion's square side in pixels (default: side/8).")] = None,
+    noise_samples: Annotated[int, typer.Option("--noise-samples", min=1, help="SmoothGrad's noisy copies per image.")] = 50,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Integrated Gradients' steps from the black baseline.")] = 50,
+    window: Annotated[int | None, typer.Option("--window", min=1, help="Occlusion's square side in pixels (default: side/8).")] = None,
     sanity: Annotated[bool, typer.Option("--sanity", help="Adebayo et al.'s cascading randomisation: rank correlation as layers are re-initialised.")] = False,
-    sanity_layers: Annotated[int | None, typer.Option("--sanity-layers", help="Stop the cascade after this many layers (default: all).")] = None,
+    sanity_layers: Annotated[int | None, typer.Option("--sanity-layers", min=1, help="Stop the cascade after this many layers (default: all).")] = None,
     device: DeviceOption = None,
     seed: SeedOption = 0,
     out: OutOption = "runs",
@@ -83,14 +83,23 @@ def run_explain(*, methods: list[str], checkpoint: str | None, model: str | None
     from convzoo.inspection import InspectionRun, select_images
     from convzoo.inspection.subject import load_subject
 
+    from convzoo.errors import ConvzooError
+
     chosen = list(dict.fromkeys(check_method(part.strip()) for entry in methods for part in entry.split(",")
                                 if part.strip()))
+    if layer is not None and "gradcam" not in chosen:  # the other methods attribute to the input pixels
+        raise ConvzooError(f"--layer chooses Grad-CAM's layer; {', '.join(chosen)} attribute(s) to the input pixels. "
+                           "Add --method gradcam, or drop --layer.")
     subject = load_subject(checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
                            dataset=dataset, data_dir=data_dir, conv=conv, device=device, seed=seed)
     source, spec, preprocessing, network = subject.source, subject.spec, subject.preprocessing, subject.model
     images = select_images(spec, preprocessing, image_paths=image, indices=index, samples=samples, split=split,
                            data_dir=subject.data_dir(data_dir), seed=seed)
     names = subject.class_names()
+    side = images.pixels.shape[-1]
+    if window is not None and "occlusion" in chosen and window > side:
+        raise ConvzooError(f"--window {window} is larger than the {side}x{side} images; occlusion slides a square "
+                           f"inside the image: choose 1 to {side}.")
     stem = f"explain-{source.model_name}"
     with InspectionRun(out, name, stem) as run:
         explainers = {method: Explainer(network, method, preprocessing, layer=layer, model_name=source.model_name,

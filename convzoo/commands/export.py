@@ -7,14 +7,14 @@ from typing import Annotated
 import typer
 
 from convzoo.commands.common import ConvOption, DataDirOption, DebugOption, JsonOption, print_json, user_errors
-from convzoo.commands.inspect_options import CheckpointOption, ModelOption, RandomInitOption, WeightsOption
+from convzoo.commands.inspect_options import CheckpointOption, ModelOption, WeightsOption
 
 
 def export_command(
     export_format: Annotated[str, typer.Option("--format", "-f", help="onnx, torchscript, exported-program or safetensors.")],
     checkpoint: CheckpointOption = None,
     model: ModelOption = None,
-    random_init: RandomInitOption = False,
+    random_init: Annotated[bool, typer.Option("--random-init", help="Export --model with random weights.")] = False,
     weights: WeightsOption = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="File to write (default: beside the checkpoint, e.g. runs/x/best.onnx).")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = 17,

@@ -14,7 +14,7 @@ WeightsOption = Annotated[str | None, typer.Option("--weights", help="'torchvisi
 ImageOption = Annotated[list[str] | None, typer.Option("--image", help="Image file(s), any size or mode; converted as the run's dataset was (repeatable).")]
 DatasetOption = Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset to take images from (default: the run's).")]
 IndexOption = Annotated[list[int] | None, typer.Option("--index", help="Index of an image in the dataset's split (repeatable).")]
-SamplesOption = Annotated[int | None, typer.Option("--samples", help="Draw N random images from the split (seeded by --seed).")]
+SamplesOption = Annotated[int | None, typer.Option("--samples", min=1, help="Draw N random images from the split (seeded by --seed).")]
 SplitOption = Annotated[str, typer.Option("--split", help="Dataset split to take images from: test or train.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same pictures.")]
 OutOption = Annotated[str, typer.Option("--out", help="Folder for run folders.")]

@@ -62,7 +62,7 @@ def predict_command(
                     f"{weights} (torch.export) carries no normalisation or class names; predict --weights takes a "
                     "run's best.pt, a .safetensors, .onnx or .torchscript.pt export, or bare weights with --dataset.")
             source = resolve_model_source(checkpoint=checkpoint, model=model, weights=weights, data_dir=data_dir,
-                                          dataset=dataset)
+                                          dataset=dataset, offered=("--checkpoint", "--weights"))
             if not source.dataset_known:  # its normalisation would be a guess, and every prediction with it
                 raise ConvzooError(
                     f"{weights} holds weights only, without the dataset they were trained on (normalisation, class "

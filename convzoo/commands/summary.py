@@ -50,6 +50,9 @@ def summary_command(
         if output_format not in FORMATS:
             raise ConvzooError(f"unknown format {output_format!r}: use one of {', '.join(FORMATS)}.")
         check_columns(columns)
+        if output_format == "torchsummary" and len(model) > 1:
+            raise ConvzooError("--format torchsummary prints one model's classic table; compare several --model flags "
+                               "with --format table, markdown or csv, or pass one --model.")
         if columns and len(model) > 1:
             raise ConvzooError(
                 "--columns chooses the columns of one model's layer table; a comparison of several --model flags "

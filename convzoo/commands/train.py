@@ -28,7 +28,7 @@ def train_command(
     data_dir: DataDirOption = None,
     out: Annotated[str | None, typer.Option("--out", help="Folder for run folders (default runs/).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run folder name (default MODEL-DATASET-TIME).")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Continue a run from its last.pt: the run folder, or its last.pt / best.pt; 'auto': the run --name in --out if it has a last.pt, else start it.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue a run from its last.pt: the run folder, or its last.pt; 'auto': the run --name in --out if it has a last.pt, else start it.")] = None,
     checkpoint_every: Annotated[str | None, typer.Option("--checkpoint-every", help="Also write last.pt within epochs: every N steps (200) or minutes (10min).")] = None,
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="Under torchrun on GPUs, SyncBatchNorm: batch statistics of the global batch.")] = None,
     nproc_per_node: Annotated[int | None, typer.Option("--nproc-per-node", help="Start torchrun with N processes on this machine, each training a replica.")] = None,
@@ -54,11 +54,7 @@ def train_command(
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
-    with user_errors(debug):
-        if nproc_per_node is not None:
-            from convzoo.commands.launch import command_line_of, relaunch_under_torchrun
-
-            relaunch_under_torchrun("train", command_line_of(ctx, leave_out={"nproc_per_node"}), nproc_per_node)
+    with user_errors(debug, interrupted="checkpoints already written are kept"):
         from convzoo.config import load_config, parse_set_options
         from convzoo.engine.train import train
 
@@ -76,14 +72,19 @@ def train_command(
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
         if weights is not None and config is None and "dataset" not in overrides:
             overrides = _weights_file_run(weights, overrides)
+        if resume not in (None, "auto") and config is not None:
+            from convzoo.errors import ConvzooError
+
+            raise ConvzooError("--resume continues a run from its own saved config; drop --config.")
+        if nproc_per_node is not None:
+            from convzoo.commands.launch import command_line_of, run_under_torchrun
+
+            _check_before_launching(config, overrides, flag_names, resume, nproc_per_node)
+            run_under_torchrun("train", command_line_of(ctx, leave_out={"nproc_per_node"}), nproc_per_node)
         if resume == "auto":
             result = train(load_config(config, overrides, flag_names), resume="auto", progress_bars=not json_output,
                            step_lines=not quiet)
         elif resume is not None:
-            if config is not None:
-                from convzoo.errors import ConvzooError
-
-                raise ConvzooError("--resume continues a run from its own saved config; drop --config.")
             result = train(None, resume=resume, overrides=overrides, progress_bars=not json_output,
                            step_lines=not quiet)
         else:
@@ -113,3 +114,25 @@ def _weights_file_run(weights: str, overrides: dict) -> dict:
     typer.echo(f"note: {weights} was trained on {described['dataset']}: training on it (--dataset to change).",
                err=True)
     return {**described, **overrides}
+
+
+def _check_before_launching(config_path: str | None, overrides: dict, flag_names: dict, resume: str | None,
+                            nproc_per_node: int) -> None:
+    """What a one-process run would refuse, refused before torchrun starts: otherwise each
+    rank prints the error and torchrun adds its traceback. The workers print the config's
+    notes themselves, so they are silenced here."""
+    import contextlib
+    import io
+
+    from convzoo.config import load_config
+    from convzoo.engine.runtime import pick_device
+    from convzoo.engine.train import auto_resume_folder, check_sync_bn, resume_config
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        if resume is not None and resume != "auto":
+            config, _ = resume_config(resume, overrides)
+        else:
+            config = load_config(config_path, overrides, flag_names)
+            if resume == "auto":
+                auto_resume_folder(config)
+    check_sync_bn(config, True, pick_device(config.device))

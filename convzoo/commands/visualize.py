@@ -355,6 +355,7 @@ def maximize_command(
         from convzoo.inspection.images import check_split
 
         check_split(split)  # before the ascent: only a dataset missing on this machine is a note, not an error
+        _check_step_size(lr)
         subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
         if class_index and (layer or channels):
             raise ConvzooError("pass --layer/--channels or --class, not both.")
@@ -452,6 +453,14 @@ def _save_maximized(run, result, what: str, plain: bool) -> None:
     run.save_figure("maximize.png", figure, tag=f"maximize/{what}")
 
 
+def _check_step_size(lr: float) -> None:
+    """A zero or negative --lr would descend (or stand still) where the picture should ascend."""
+    from convzoo.errors import ConvzooError
+
+    if not lr > 0:
+        raise ConvzooError(f"--lr must be positive (the step of the ascent), got {lr:g}.")
+
+
 @visualize_app.command("dream")
 def dream_command(
     layer: LayerOption = None,
@@ -489,6 +498,9 @@ def dream_command(
         from convzoo.visualize import deep_dream
         from convzoo.visualize.pictures import labelled_rows
 
+        _check_step_size(lr)
+        if not image and not index:  # select_images' own message would offer --samples, which dream has not
+            raise ConvzooError("dream takes one image: pass --image FILE or --index I (of --dataset's test split).")
         subject = _subject(checkpoint, model, random_init, weights, dataset, data_dir, conv, device, seed)
         chosen = _one_layer(subject, layer, spatial=False)
         images = select_images(subject.spec, subject.preprocessing, image_paths=image, indices=index, split=split,

@@ -19,7 +19,7 @@ def erf_command(
     layer: Annotated[str | None, typer.Option("--layer", help="Module whose centre unit is measured (default: the family's last spatial exit).")] = None,
     samples: Annotated[int, typer.Option("--samples", help="Images the gradient's absolute value is averaged over.")] = 64,
     noise: Annotated[bool, typer.Option("--noise", help="Average over uniform-noise images instead of test images.")] = False,
-    input_side: Annotated[int | None, typer.Option("--input-side", help="With --noise: side of the noise images (fully convolutional models only), to see fields larger than the dataset's images.")] = None,
+    input_side: Annotated[int | None, typer.Option("--input-side", min=1, help="With --noise: side of the noise images (fully convolutional models only), to see fields larger than the dataset's images.")] = None,
     compare_random: Annotated[bool, typer.Option("--compare-random", help="Also measure the same architecture with random weights (seeded by --seed).")] = False,
     checkpoint: CheckpointOption = None,
     model: ModelOption = None,
@@ -122,8 +122,9 @@ def erf_figure(fields: dict, title: str):
                                  edgecolor="cyan", linewidth=1.5, label=f"theoretical {field.theoretical_side}px"))
         side = field.mass_square(0.9)
         centre_row, centre_column = field.centre
+        shown = "clipped by the image" if field.is_clipped(side) else f"{side}px"
         axis.add_patch(Rectangle((centre_column - side / 2, centre_row - side / 2), side, side, fill=False,
-                                 edgecolor="lime", linestyle="--", linewidth=1.2, label=f"90 % of mass {side}px"))
+                                 edgecolor="lime", linestyle="--", linewidth=1.2, label=f"90 % of mass {shown}"))
         height, width = field.gradient.shape
         # Show the whole theoretical field, however far it reaches past the image: how little
         # of it the gradient fills is the point (Luo et al. 2016, figure 1).
@@ -151,7 +152,15 @@ def _print_report(result: dict[str, Any]) -> None:
         table.add_column(column, justify="right")
     for row in result["results"]:
         table.add_row(row["weights"], row["layer"], f"{row['theoretical_side']}px",
-                      *(f"{row[f'square_{p}']}px = {row[f'fraction_{p}']:.2f}" for p in (50, 90, 99)),
+                      *(f"{row[f'square_{p}']}px = {row[f'fraction_{p}']:.2f}" if row[f"square_{p}"] is not None
+                        else "clipped" for p in (50, 90, 99)),
                       f"{row['std_pixels']:.2f}")
     console.print(table)
+    for row in result["results"]:
+        if row["exceeds_input"]:
+            height, width = row["input_side"]
+            console.print(f"note: {row['weights']} {row['layer']}: the theoretical field ({row['theoretical_side']}px) "
+                          f"exceeds the {height}x{width} input; squares that reach the image's edge are shown as "
+                          "'clipped' (they measure the image, not the field). A larger --input-side (with --noise) "
+                          "shows the whole field.", highlight=False)
     console.print(f"-> {result['run_dir']}")

@@ -77,6 +77,22 @@ def check_output_path(path: Path) -> None:
         raise ConvzooError(f"cannot write {path}: folder {folder} is read-only. Pass --out in a writable folder.")
     if path.is_dir():
         raise ConvzooError(f"--out {path} is a folder; pass a file name, e.g. {path / ('model' + path.suffix)}.")
+    if path.exists() and not path.is_file():
+        # A device or a pipe: the atomic rename would replace it with a regular file.
+        raise ConvzooError(f"--out {path} exists and is not a regular file (a device or a pipe); pass a file name.")
+
+
+def write_export(data: bytes | memoryview, path: Path) -> None:
+    """The exported bytes to ``path`` atomically: a full disk leaves no partial file and
+    any previous export there as it was, and is reported in one line."""
+    from convzoo.engine.checkpoint import atomic_write_bytes, write_failure_cause
+
+    def describe(path: Path, error: OSError) -> str:
+        cause, advice = write_failure_cause(error)
+        kept = " The file that was there is unchanged." if path.exists() else ""
+        return f"cannot write {path}: {cause}.{kept} To export, {advice.replace('run folder', 'folder')}."
+
+    atomic_write_bytes(data, path, describe)
 
 
 def export_model(
@@ -107,6 +123,7 @@ def export_model(
     check_output_path(path)
     if fmt == "onnx":
         require_onnx_extra()
+        check_opset(opset, exporter)
     spec, preprocessing = input_pipeline(source)
     model = build_source_model(source, "cpu")
     exported, notes = standard_conv_for_export(model)
@@ -121,9 +138,9 @@ def export_model(
 
     started = time.perf_counter()
     if fmt == "safetensors":
-        from convzoo.deploy.safetensors_io import save_safetensors
+        from convzoo.deploy.safetensors_io import safetensors_bytes
 
-        save_safetensors(model.state_dict(), path, weights_metadata(source, spec, preprocessing))
+        write_export(safetensors_bytes(model.state_dict(), weights_metadata(source, spec, preprocessing)), path)
         load = _safetensors_runner(source.config.conv)
     elif fmt == "onnx":
         notes += export_onnx(exported, example, path, opset=opset, dynamic_batch=dynamic_batch, exporter=exporter,
@@ -192,28 +209,59 @@ def standard_conv_for_export(model: nn.Module) -> tuple[nn.Module, list[str]]:
                       "checked against the eager model computing with the scratch convolution"]
 
 
+DYNAMO_MIN_OPSET = 18
+"""The dynamo exporter's operator library (onnxscript) starts at opset 18."""
+
+
+def opset_ranges() -> dict[str, tuple[int, int]]:
+    """The opsets each ONNX exporter of the installed torch writes, as (lowest, highest)."""
+    from torch.onnx import _constants
+
+    lowest = getattr(_constants, "ONNX_MIN_OPSET", 7)
+    torchscript_highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17)
+    highest = max(getattr(_constants, "ONNX_MAX_OPSET", torchscript_highest), DYNAMO_MIN_OPSET)
+    # Below its first opset the dynamo exporter writes DYNAMO_MIN_OPSET, with a note (export_onnx).
+    return {"torchscript": (lowest, torchscript_highest), "dynamo": (lowest, highest), "auto": (lowest, highest)}
+
+
+def check_opset(opset: int, exporter: str) -> None:
+    """An opset the exporter cannot write is refused before any work: past the highest,
+    torch's exporters fail with an ONNX C++ assertion (or write another opset than asked)."""
+    lowest, highest = opset_ranges()[exporter]
+    if not lowest <= opset <= highest:
+        which = "torch's ONNX exporters" if exporter == "auto" else f"torch's {exporter} ONNX exporter"
+        raise ConvzooError(f"--opset {opset} is not an opset {which} can write (torch {torch.__version__}): "
+                           f"choose {lowest} to {highest}.")
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, opset: int, dynamic_batch: bool,
                 exporter: str, metadata: dict[str, str]) -> list[str]:
-    """``torch.onnx.export`` with the input named ``input`` and the output ``logits``."""
+    """``torch.onnx.export`` with the input named ``input`` and the output ``logits``,
+    serialised in memory and written atomically (``write_export``)."""
     notes: list[str] = []
+    if exporter == "auto" and opset > opset_ranges()["torchscript"][1]:
+        exporter = "dynamo"  # the only one that writes this opset
+    if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
+        notes.append(f"the dynamo exporter writes opset {DYNAMO_MIN_OPSET} at least: the file has opset "
+                     f"{DYNAMO_MIN_OPSET}, not {opset}")
     if exporter in ("auto", "torchscript"):
         try:
-            _export_onnx_torchscript(model, example, path, opset, dynamic_batch)
+            data = _export_onnx_torchscript(model, example, opset, dynamic_batch)
         except Exception as error:  # noqa: BLE001 - the exporter raises many kinds for an unsupported op
             if exporter == "torchscript":
                 raise ConvzooError(f"the TorchScript-based ONNX exporter cannot export this model: "
                                    f"{_first_line(error)}. Try --exporter dynamo.") from None
             notes.append(f"TorchScript-based ONNX exporter failed ({_first_line(error)[:120]}); used dynamo, opset "
-                         f"{max(opset, 18)}")
-            _export_onnx_dynamo(model, example, path, opset, dynamic_batch)
+                         f"{max(opset, DYNAMO_MIN_OPSET)}")
+            data = _export_onnx_dynamo(model, example, opset, dynamic_batch)
     else:
-        _export_onnx_dynamo(model, example, path, opset, dynamic_batch)
-    _add_onnx_metadata(path, metadata)
+        data = _export_onnx_dynamo(model, example, opset, dynamic_batch)
+    write_export(data + _onnx_metadata_bytes(metadata), path)
     return notes
 
 
-def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, path: Path, opset: int,
-                             dynamic_batch: bool) -> None:
+def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> bytes:
+    import io
     import warnings
 
     options: dict[str, Any] = {}
@@ -221,11 +269,13 @@ def _export_onnx_torchscript(model: nn.Module, example: torch.Tensor, path: Path
         options["dynamo"] = False
     with warnings.catch_warnings(), native_stdout_silenced():
         warnings.simplefilter("ignore")  # its deprecation notice is for users of the old API, not ours
+        buffer = io.BytesIO()
         torch.onnx.export(
-            model, (example,), str(path), input_names=["input"], output_names=["logits"], opset_version=opset,
+            model, (example,), buffer, input_names=["input"], output_names=["logits"], opset_version=opset,
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
             do_constant_folding=True, **options,
         )
+    return buffer.getvalue()
 
 
 @contextlib.contextmanager
@@ -246,7 +296,7 @@ def native_stdout_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def _export_onnx_dynamo(model: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool) -> None:
+def _export_onnx_dynamo(model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> bytes:
     import importlib.util
     import warnings
 
@@ -258,22 +308,22 @@ def _export_onnx_dynamo(model: nn.Module, example: torch.Tensor, path: Path, ops
         warnings.simplefilter("ignore")
         # Its operator library starts at opset 18; asking for less only adds a failing down-conversion.
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
-                                    opset_version=max(opset, 18), dynamic_shapes=dynamic_shapes, verbose=False)
-    program.save(str(path))
+                                    opset_version=max(opset, DYNAMO_MIN_OPSET), dynamic_shapes=dynamic_shapes,
+                                    verbose=False)
+    return program.model_proto.SerializeToString()
 
 
-def _add_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
-    """Append ``metadata_props`` to the file without re-reading it.
+def _onnx_metadata_bytes(metadata: dict[str, str]) -> bytes:
+    """``metadata_props`` to append to a serialised model without parsing it again.
 
     Protobuf parses concatenated messages as one merged message, repeated fields
-    appended, so the serialised ``ModelProto(metadata_props=...)`` can go at the end of
-    the file: loading and re-saving a ResNet-152's 240 MB instead took 3 s.
+    appended, so the serialised ``ModelProto(metadata_props=...)`` can follow the model's
+    bytes: loading and re-saving a ResNet-152's 240 MB instead took 3 s.
     """
     import onnx
 
     entries = [onnx.StringStringEntryProto(key=key, value=value) for key, value in metadata.items()]
-    with open(path, "ab") as file:
-        file.write(onnx.ModelProto(metadata_props=entries).SerializeToString())
+    return onnx.ModelProto(metadata_props=entries).SerializeToString()
 
 
 @contextlib.contextmanager
@@ -287,17 +337,27 @@ def jit_without_deprecation_warnings() -> Iterator[None]:
 
 
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, *, metadata: dict[str, str]) -> None:
-    """``torch.jit.trace``: the zoo's forwards have no data-dependent control flow in eval mode."""
+    """``torch.jit.trace``: the zoo's forwards have no data-dependent control flow in eval mode.
+    Saved to memory first: ``torch.jit.save`` to a full disk aborts the process (C++ stack,
+    exit 134) and leaves a 0-byte file."""
+    import io
+
     with torch.inference_mode(False), torch.no_grad(), jit_without_deprecation_warnings():
         traced = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={"convzoo.json": json.dumps(metadata)})
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={"convzoo.json": json.dumps(metadata)})
+    write_export(buffer.getbuffer(), path)
 
 
 def export_program(model: nn.Module, example: torch.Tensor, path: Path, *, dynamic_batch: bool) -> None:
     """``torch.export`` with a symbolic batch dimension (min 1) when ``dynamic_batch``."""
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    import io
+
     program = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes)
-    torch.export.save(program, str(path))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)  # in memory first, as export_torchscript
+    write_export(buffer.getbuffer(), path)
 
 
 def _onnx_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -67,11 +67,19 @@ def is_safetensors(path: str | Path) -> bool:
 
 
 def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | Path, metadata: WeightsMetadata) -> Path:
-    """Write ``state_dict`` with ``metadata`` in the header; tensors are made contiguous
-    (safetensors stores raw buffers) and shared ones cloned (it refuses aliases)."""
-    from safetensors.torch import save_file
+    """Write ``state_dict`` with ``metadata`` in the header, atomically (as every export is)."""
+    from convzoo.deploy.export import write_export
 
     path = Path(path)
+    write_export(safetensors_bytes(state_dict, metadata), path)
+    return path
+
+
+def safetensors_bytes(state_dict: Mapping[str, torch.Tensor], metadata: WeightsMetadata) -> bytes:
+    """The file's bytes: tensors made contiguous (safetensors stores raw buffers) and
+    shared ones cloned (it refuses aliases)."""
+    from safetensors.torch import save
+
     tensors, seen = {}, set()
     for name, tensor in state_dict.items():
         tensor = tensor.detach().cpu().contiguous()
@@ -79,8 +87,7 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | Path, m
             tensor = tensor.clone()
         seen.add(tensor.untyped_storage().data_ptr())
         tensors[name] = tensor
-    save_file(tensors, str(path), metadata=metadata.to_header())
-    return path
+    return save(tensors, metadata=metadata.to_header())
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], WeightsMetadata | None]:

@@ -9,9 +9,9 @@ cannot run code.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -24,23 +24,43 @@ REQUIRED_KEYS = ("format", "model_name", "model", "config", "epoch")
 def atomic_save(payload: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically (temporary file, fsync, rename, fsync folder).
 
-    The payload is serialised in memory first and written with plain ``os.write`` calls:
-    torch's own file writer reports a full disk as ``RuntimeError: [enforce fail at
-    inline_container.cc] unexpected pos``, which names neither the file nor the cause.
-    Any failure removes the temporary file, leaves the previous checkpoint as it was and
-    raises a one-line ``ConvzooError`` naming the file, the cause and what to do.
+    The payload is serialised in memory first: torch's own file writer reports a full
+    disk as ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``, which
+    names neither the file nor the cause. Any failure leaves the previous checkpoint as it
+    was and raises a one-line ``ConvzooError`` naming the file, the cause and what to do.
     """
     import io
 
-    path = Path(path)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    temporary: str | None = None
+    atomic_write_bytes(buffer.getbuffer(), path, checkpoint_write_error)
+
+
+def atomic_write_bytes(data: bytes | memoryview, path: str | os.PathLike,
+                       describe_error: Callable[[Path, OSError], str]) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, written with plain
+    ``os.write`` calls, fsynced, renamed over ``path``, then the folder fsynced.
+
+    A crash or a full disk at any moment leaves the old file or the new one, never a
+    truncated one, and no temporary file (``remove_unfinished_writes`` clears those a
+    ``kill -9`` leaves). The file is created with mode 0666 less the umask, as ``open``
+    (and so ``torch.save``) creates files: ``mkstemp``'s 0600 would hide a shared run's
+    checkpoints from the rest of the group. A failure raises one line, ``describe_error``'s.
+    """
+    path = Path(path)
+    temporary: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        while True:
+            candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                handle = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+        temporary = candidate
         with os.fdopen(handle, "wb") as file:
-            view = buffer.getbuffer()
+            view = memoryview(data).cast("B")
             written = 0
             while written < len(view):
                 written += os.write(file.fileno(), view[written:])
@@ -54,10 +74,10 @@ def atomic_save(payload: Any, path: str | os.PathLike) -> None:
         finally:
             os.close(directory)
     except OSError as error:
-        raise ConvzooError(checkpoint_write_error(path, error)) from error
+        raise ConvzooError(describe_error(path, error)) from error
     finally:
         if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
 
 
 def remove_unfinished_writes(run_dir: str | os.PathLike) -> None:
@@ -69,6 +89,13 @@ def remove_unfinished_writes(run_dir: str | os.PathLike) -> None:
 
 def checkpoint_write_error(path: Path, error: OSError) -> str:
     """What went wrong writing ``path`` and what to do, in one line."""
+    cause, advice = write_failure_cause(error)
+    kept = " The previous checkpoint there is intact." if path.exists() else ""
+    return f"cannot write checkpoint {path}: {cause}.{kept} To continue, {advice}, then resume with --resume {path.parent}."
+
+
+def write_failure_cause(error: OSError) -> tuple[str, str]:
+    """An ``OSError`` of a write as (cause, what to do), in words a user acts on."""
     import errno
 
     causes = {
@@ -78,18 +105,18 @@ def checkpoint_write_error(path: Path, error: OSError) -> str:
         errno.EPERM: ("permission denied", "make the run folder writable (or pass --out to a writable folder)"),
         errno.EROFS: ("the file system is read-only", "pass --out to a writable folder"),
     }
-    cause, advice = causes.get(error.errno, (error.strerror or type(error).__name__, "check the folder"))
-    kept = " The previous checkpoint there is intact." if path.exists() else ""
-    return f"cannot write checkpoint {path}: {cause}.{kept} To continue, {advice}, then resume with --resume {path.parent}."
+    return causes.get(error.errno, (error.strerror or type(error).__name__, "check the folder"))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
-                    plain_weights_hint: str = "train a model with `convzoo train` and pass its best.pt") -> dict[str, Any]:
+                    plain_weights_hint: str = "train a model with `convzoo train` and pass its best.pt",
+                    unreadable_hint: str | None = None) -> dict[str, Any]:
     """Load and sanity-check a convzoo checkpoint; anything else is a one-line error.
 
     ``path`` may be a run folder (its best.pt, else last.pt). Messages name the path as
     the user gave it; ``plain_weights_hint`` says what to do with a plain state dict,
-    since only some commands take one (``--weights PATH --model NAME``).
+    since only some commands take one (``--weights PATH --model NAME``), and
+    ``unreadable_hint`` what to do with a damaged file (default: use the run's other one).
     """
     given = Path(path)
     path = given
@@ -107,9 +134,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a bad file
         # torch's own text is pages long and, cut to a line, ends mid-word: --debug shows all of it.
+        other = "best.pt" if path.name == "last.pt" else "last.pt"
+        hint = unreadable_hint or f"Use another checkpoint, e.g. the run's {other}"
         raise ConvzooError(
             f"cannot read checkpoint {path}: the file is truncated, corrupt or not a PyTorch checkpoint. "
-            "Use another checkpoint, e.g. the run's last.pt (--debug shows torch's message)."
+            f"{hint} (--debug shows torch's message)."
         ) from error
     if _is_plain_state_dict(checkpoint):
         raise ConvzooError(f"{path} holds plain weights (a state dict), not a convzoo checkpoint; {plain_weights_hint}.")

@@ -33,7 +33,9 @@ from convzoo.engine.divergence import DivergenceGuard
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
-from convzoo.engine.run_dir import claim_run_dir, dataset_label, timestamped_name
+from convzoo.engine.run_dir import (
+    claim_run_dir, dataset_label, hold_run_dir, release_run_dir, run_folder_path, timestamped_name,
+)
 from convzoo.engine.runtime import (
     Runtime, StoppedAfterAnotherRank, barrier, failure_to_raise, max_over_ranks, restore_float32_math, setup_runtime,
     sum_over_ranks, teardown_runtime,
@@ -101,8 +103,9 @@ def decided_on_rank_0(decide: Callable[[], Any]) -> Any:
 
 def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
     if config.name:
-        run_dir = Path(config.out) / config.name
+        run_dir = run_folder_path(config.out, config.name)
         if reuse_unstarted and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+            hold_run_dir(run_dir)  # a run started a moment ago may be in it, not yet at its first last.pt
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # an epoch logged just before the kill
             return run_dir
         if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists():
@@ -110,12 +113,14 @@ def _claim(config: TrainConfig, reuse_unstarted: bool = False) -> Path:
                 f"run folder {run_dir} already holds a run. Continue it with --resume {run_dir}, "
                 "or start a new one with another --name."
             )
-    return claim_run_dir(config.out, config.name, f"{config.model}-{dataset_label(config.dataset)}")
+    run_dir = claim_run_dir(config.out, config.name, f"{config.model}-{dataset_label(config.dataset)}")
+    hold_run_dir(run_dir)
+    return run_dir
 
 
 def run_folder_of(resume: str | Path) -> Path:
     """The run folder ``--resume`` names: the folder itself, or the folder of its ``last.pt``
-    or ``best.pt`` (the file ``eval --checkpoint`` takes): a run is its folder."""
+    (a run is its folder)."""
     path = Path(resume)
     return path.parent if path.suffix == ".pt" and path.is_file() else path
 
@@ -129,11 +134,24 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
     """
     given = run_dir
     run_dir = run_folder_of(run_dir)
+    if Path(given).is_file() and Path(given).name != "last.pt":
+        # Resuming continues the newest state; any other file (best.pt: an earlier epoch)
+        # would either be ignored or rewind the run and overwrite its later checkpoints.
+        raise ConvzooError(
+            f"--resume continues a run from its last.pt, not {Path(given).name}. Pass the run folder {run_dir}; "
+            f"to start a new run from those weights, use --weights {given}."
+        )
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise ConvzooError(
             f"--resume {given}: {run_dir} is not a convzoo run folder (no config.yaml). "
             "Pass the folder a run was written to, or its last.pt."
+        )
+    if not (run_dir / "last.pt").is_file():
+        raise ConvzooError(
+            f"--resume {given}: {run_dir} has no last.pt to continue from (the run stopped before its first "
+            f"checkpoint). Start it again: --resume auto --out {run_dir.parent} --name {run_dir.name} takes over "
+            "the folder."
         )
     saved = config_from_dict(read_yaml(config_path), source=str(config_path))
     changed = [
@@ -151,6 +169,20 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
     return config_from_dict(values, source=str(config_path)), run_dir
 
 
+def require_name_for_auto(config: TrainConfig) -> None:
+    if not config.name:
+        raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
+
+
+def _continue_and_hold(config: TrainConfig) -> Path | None:
+    """``auto_resume_folder``, and the run folder held (rank 0 decides both, so a refusal
+    because another run is in it reaches every rank as one line)."""
+    folder = auto_resume_folder(config)
+    if folder is not None:
+        hold_run_dir(folder)
+    return folder
+
+
 def auto_resume_folder(config: TrainConfig) -> Path | None:
     """``--resume auto``: the run folder ``--out/--name`` when it holds a last.pt to continue,
     else None (start the run there). A job that torchrun restarts (``--max-restarts``) runs
@@ -158,7 +190,8 @@ def auto_resume_folder(config: TrainConfig) -> Path | None:
     torchrun rank 0 decides (``decided_on_rank_0``) and every rank checks that it sees the
     same last.pt (``_check_every_rank_sees``).
     """
-    run_dir = Path(config.out) / config.name
+    require_name_for_auto(config)
+    run_dir = run_folder_path(config.out, config.name)
     if not (run_dir / "last.pt").is_file():
         return None
     saved = config_from_dict(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
@@ -190,6 +223,17 @@ def _check_every_rank_sees(last: Path, runtime: Runtime) -> None:
         )
 
 
+def check_sync_bn(config: TrainConfig, distributed: bool, device: torch.device) -> None:
+    """``--sync-bn`` in a torchrun job needs CUDA, even with one process: SyncBatchNorm
+    refuses CPU tensors whenever a process group exists (``train --nproc-per-node`` asks
+    before it starts torchrun, so the refusal is one line, not one per rank)."""
+    if config.sync_bn and distributed and device.type != "cuda":
+        raise ConvzooError(
+            f"--sync-bn needs GPUs: PyTorch's SyncBatchNorm has no {device.type.upper()} implementation (this job "
+            "runs on gloo). Drop --sync-bn, or train with --device cuda."
+        )
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
@@ -204,19 +248,21 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
     checkpoint, claimed = None, None
     auto = resume == "auto"
     if auto:
-        if not config.name:
-            raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
+        require_name_for_auto(config)
         resume, overrides = None, {**config.to_dict(), **(overrides or {})}
     if resume is not None:
         config, run_dir = resume_config(resume, overrides or {})
-        checkpoint = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
+        hold_run_dir(run_dir)  # before reading last.pt: a run still writing it refuses this one
+        checkpoint = load_checkpoint(run_dir / "last.pt", unreadable_hint=(
+            f"The run cannot continue from it: start a new run (another --name), e.g. from the weights of "
+            f"{run_dir / 'best.pt'} if that one reads"))
     else:
         # The stored folder must still lead to the data when a later command runs elsewhere.
         config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
     runtime = setup_runtime(config.device)
     try:
         if auto:
-            resume = decided_on_rank_0(lambda: auto_resume_folder(config))
+            resume = decided_on_rank_0(lambda: _continue_and_hold(config))
             if resume is not None:
                 _check_every_rank_sees(resume / "last.pt", runtime)
                 config, run_dir = resume_config(resume, overrides)
@@ -245,6 +291,9 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
         raise stop from error
     finally:
         restore_float32_math(runtime)
+        held = claimed if resume is None else run_folder_of(resume)
+        if held is not None:
+            release_run_dir(held)
     teardown_runtime(runtime)
     return result
 
@@ -254,11 +303,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     device = runtime.device
     if checkpoint is not None and checkpoint["epoch"] >= config.epochs:
         return _already_complete(config, run_dir, checkpoint, runtime, quiet)
-    if config.sync_bn and runtime.distributed and device.type != "cuda":
-        raise ConvzooError(
-            f"--sync-bn needs GPUs: PyTorch's SyncBatchNorm has no {device.type.upper()} implementation (this job "
-            "runs on gloo). Drop --sync-bn, or train with --device cuda."
-        )
+    check_sync_bn(config, runtime.distributed, device)
 
     torch.manual_seed(config.seed)
     spec, pad_to = dataset_spec_for(config)

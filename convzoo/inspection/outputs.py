@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from convzoo.engine.run_dir import claim_run_dir
+from convzoo.engine.run_dir import claim_run_dir, remove_if_without_results
 
 DISPLAY_SIDE = 160
 """Small images (a 5x5 kernel, a 28x28 digit) are enlarged, nearest-neighbour, to about
@@ -99,5 +99,7 @@ class InspectionRun:
     def __enter__(self) -> "InspectionRun":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
         self.close()
+        if exc_type is not None:  # failed or interrupted: no empty folder blocking the retry's --name
+            remove_if_without_results(self.run_dir)

@@ -66,13 +66,19 @@ def resolve_model_source(
     conv: str | None = None,
     dataset: str | None = None,
     for_listing: bool = False,
+    offered: tuple[str, ...] = ("--checkpoint", "--random-init", "--weights"),
 ) -> ModelSource:
     """The model from the options every inspection command shares, or a one-line error.
 
     ``--checkpoint RUN/best.pt`` | ``--model NAME --random-init`` |
     ``--model NAME --weights torchvision|PATH``; ``for_listing`` accepts ``--model`` alone
-    (listing layers needs no weights).
+    (listing layers needs no weights). ``offered``: the options the command has, the only
+    ones its messages suggest (``probe`` has no ``--weights``, ``predict`` no ``--random-init``).
     """
+    ways = {"--checkpoint": "--checkpoint RUN/best.pt for a trained network",
+            "--random-init": "--model NAME --random-init for a randomly initialised one",
+            "--weights": "--model NAME --weights torchvision for ImageNet weights"}
+    ways = [text for flag, text in ways.items() if flag in offered]
     chosen = [flag for flag, given in (("--checkpoint", checkpoint is not None), ("--random-init", random_init),
                                         ("--weights", weights is not None)) if given]
     if len(chosen) > 1:
@@ -88,10 +94,7 @@ def resolve_model_source(
     if weights is not None and weights != "torchvision" and is_run_checkpoint(weights):
         return _from_checkpoint(weights, model, data_dir, conv)  # a run's best.pt knows its dataset and classes
     if model is None:
-        raise ConvzooError(
-            "no model given: pass --checkpoint RUN/best.pt for a trained network, --model NAME --random-init "
-            "for a randomly initialised one, or --model NAME --weights torchvision for ImageNet weights."
-        )
+        raise ConvzooError(f"no model given: pass {_one_of(ways)}.")
     get_model_info(model)  # an unknown name fails here, naming the close ones
     if weights == "torchvision":
         values = {"model": model, "dataset": "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
@@ -113,10 +116,7 @@ def resolve_model_source(
         return ModelSource(config, read_state_dict(weights), str(weights), class_names=names,
                            dataset_known=dataset is not None)
     if not (random_init or for_listing):
-        raise ConvzooError(
-            f"--model {model} needs its weights: add --random-init for random weights, --weights torchvision for "
-            "ImageNet weights, or pass --checkpoint RUN/best.pt instead."
-        )
+        raise ConvzooError(f"--model {model} needs its weights: pass {_one_of(ways[1:] + ways[:1])}.")
     values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
     return ModelSource(config_from_dict(values, source="model options"), None, "random-init")
 
@@ -158,6 +158,10 @@ def weights_run_values(weights: str, model: str | None = None) -> dict[str, Any]
         return None
     keys = ("model", "dataset", "model_kwargs", "image_size", "in_channels")
     return {key: getattr(source.config, key) for key in keys if getattr(source.config, key) is not None}
+
+
+def _one_of(ways: list[str]) -> str:
+    return ways[0] if len(ways) == 1 else f"{', '.join(ways[:-1])}, or {ways[-1]}"
 
 
 def _from_checkpoint(checkpoint: str, model: str | None, data_dir: str | None, conv: str | None) -> ModelSource:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from convzoo.config import QUICK_EPOCHS, QUICK_TEST_SIZE, QUICK_TRAIN_SIZE, TrainConfig, config_from_dict, quick_cap
-from convzoo.engine.run_dir import claim_run_dir, dataset_label
+from convzoo.engine.run_dir import claim_run_dir, dataset_label, remove_if_without_results
 from convzoo.errors import ConvzooError
 from convzoo.inspection.source import ModelSource, build_source_model, resolve_model_source
 from convzoo.probing.features import Exit, FeatureTaps, choose_exits
@@ -70,7 +70,7 @@ Backbone = ModelSource
 
 def resolve_backbone(**options: Any) -> ModelSource:
     """The network to probe (see ``convzoo.inspection.resolve_model_source``)."""
-    return resolve_model_source(**options)
+    return resolve_model_source(offered=("--checkpoint", "--random-init"), **options)
 
 
 def build_backbone(backbone: ModelSource, image_size: int, seed: int, trained: bool, device: torch.device) -> nn.Module:
@@ -281,8 +281,11 @@ def probe(
             random = probe_exits(twin, exits, loaders, spec.num_classes, settings, seed, torch_device, logger, "random")
         result = results_object(backbone, spec, exits, trained, random, settings, seed, torch_device, run_dir)
         write_outputs(result, run_dir, logger.writer)
-    finally:
+    except BaseException:
         logger.close()
+        remove_if_without_results(run_dir)  # failed or interrupted: the retry may use the same --name
+        raise
+    logger.close()
     return result
 
 

@@ -97,12 +97,10 @@ def test_read_only_folder_is_one_clear_line(tmp_path, monkeypatch):
 
 
 def test_permission_denied_names_the_cause(tmp_path, monkeypatch):
-    import tempfile
-
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    monkeypatch.setattr(os, "open", denied)  # creating the temporary file is refused
     with pytest.raises(ConvzooError, match="permission denied.*make the run folder writable"):
         atomic_save(SMALL, tmp_path / "best.pt")
 
@@ -134,3 +132,14 @@ def test_an_append_to_metrics_that_the_disk_cuts_short_leaves_whole_lines(tmp_pa
     assert done.returncode == 0 and "append failed" in done.stdout, done.stderr
     lines = (tmp_path / "metrics.jsonl").read_text().split("\n")
     assert lines[-1] == "" and [json.loads(line)["epoch"] for line in lines[:-1]] == [1]
+
+
+def test_checkpoints_honour_the_umask_as_torch_save_does(tmp_path):
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        atomic_save(SMALL, tmp_path / "last.pt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o644  # not mkstemp's 0600

@@ -64,15 +64,24 @@ def test_nproc_per_node_under_torchrun_is_one_line(cli, tmp_path, monkeypatch):
 def test_nproc_per_node_relaunches_with_the_options_given(cli, tmp_path, monkeypatch):
     """torchrun gets the command's own options (not defaults) minus --nproc-per-node."""
     import os
+    import subprocess
 
     launched = {}
 
-    def execv(path, argv):
-        launched["argv"] = argv
-        raise SystemExit(0)  # as the real one never returns
+    class Torchrun:
+        def __init__(self, argv, **kwargs):
+            launched["argv"], launched["env"] = argv, kwargs["env"]
+            self.stderr = iter([])
+
+        def wait(self):
+            return 0
+
+    def replaced(*args):
+        raise AssertionError("the process replaced itself with torchrun")
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.setattr(subprocess, "Popen", Torchrun)
+    monkeypatch.setattr(os, "execv", replaced)
     cli("train", "--model", "lenet5", "--set", "train_size=64", "--set", "lr=0.1", "--no-amp", "--quiet",
         "--nproc-per-node", "3", "--out", tmp_path)
     argv = launched["argv"]
@@ -82,6 +91,73 @@ def test_nproc_per_node_relaunches_with_the_options_given(cli, tmp_path, monkeyp
     assert given.count("--set") == 2 and "--no-amp" in given and "--quiet" in given and "--nproc-per-node" not in given
     assert given[given.index("--model") + 1] == "lenet5" and given[given.index("--out") + 1] == str(tmp_path)
     assert "--epochs" not in given  # defaults stay the config's
+    assert "CONVZOO_STDERR_TAG" in launched["env"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--sync-bn", "--device", "cpu"], "--sync-bn needs GPUs"),
+    (["--resume", "no-such-run"], "is not a convzoo run folder"),
+])
+def test_nproc_per_node_checks_the_options_before_starting_torchrun(cli, tmp_path, monkeypatch, arguments, message):
+    import os
+    import subprocess
+
+    def started(*args, **kwargs):
+        raise AssertionError("torchrun was started")
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(subprocess, "Popen", started)
+    monkeypatch.setattr(os, "execv", started)
+    if "--resume" not in arguments:
+        arguments = [*TINY, *arguments]
+    code, _, err = cli("train", *arguments, "--out", tmp_path, "--nproc-per-node", "2")
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+
+
+def _torchrun_job(arguments, tmp_path, stop_at_checkpoint: bool = False):
+    """``convzoo train --nproc-per-node 2 ARGS`` as a real process: (exit code, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "convzoo", "train", "--nproc-per-node", "2", *arguments],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if stop_at_checkpoint:  # as a Ctrl-C would: SIGINT to the command the user started
+        deadline = time.time() + 180
+        while "checkpoint written" not in log.read_text() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+    return process.wait(timeout=300), log.read_text()
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_one_line_with_the_one_process_status(tmp_path):
+    code, err = _torchrun_job([*TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "no-data"),
+                               "--out", str(tmp_path / "runs"), "--name", "nodata"], tmp_path)
+    assert code == 2, err
+    assert "Traceback" not in err and "torch.distributed" not in err, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "mnist files not found" in line
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_job_is_one_line_exit_130_with_torchruns_log_in_the_run_folder(tmp_path):
+    run_dir = tmp_path / "runs" / "stopped"
+    code, err = _torchrun_job(["--model", "lenet5", "--epochs", "50", "--batch-size", "8", "--set", "train_size=4096",
+                               "--set", "test_size=16", "--device", "cpu", "--checkpoint-every", "2",
+                               "--out", str(tmp_path / "runs"), "--name", "stopped"], tmp_path, stop_at_checkpoint=True)
+    assert code == 130, err
+    assert "Traceback" not in err and "torch.distributed" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: stopped by SIGINT") and str(run_dir) in errors[0]
+    assert (run_dir / "last.pt").is_file() and (run_dir / "torchrun.log").is_file()
 
 
 def test_sync_bn_alone_says_there_is_nothing_to_sync(cli, tmp_path):

@@ -79,3 +79,36 @@ def test_under_torchrun_rank_0_claims_the_folder_and_the_others_receive_its_name
     else:
         assert run_dir.name == "lenet5-synthetic-claimed-by-rank-0" and broadcasts[0] == [None]
         assert not (tmp_path / "runs").exists()  # only rank 0 creates folders
+
+
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["before-its-first-last.pt", "after-a-last.pt"])
+def test_a_second_resume_auto_start_refuses_while_the_first_runs(tmp_path, checkpointed):
+    """Two real processes, as a scheduler starting a job twice would: the second finds the
+    first alive in the folder (before or after its first checkpoint) and refuses in one line."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    arguments = [sys.executable, "-m", "convzoo", "train", "--model", "lenet5", "--epochs", "50", "--batch-size", "8",
+                 "--set", "train_size=4096", "--set", "test_size=16", "--device", "cpu", "--out", str(tmp_path),
+                 "--name", "job", "--resume", "auto", "--checkpoint-every", "2"]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    log = tmp_path / "first.log"
+    with open(log, "w") as stderr:
+        first = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=stderr, env=environment)
+    try:
+        ready = (lambda: "checkpoint written" in log.read_text()) if checkpointed \
+            else (lambda: (tmp_path / "job" / "config.yaml").exists())
+        deadline = time.time() + 120
+        while not ready() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, log.read_text()
+        second = subprocess.run(arguments, capture_output=True, text=True, env=environment, timeout=120)
+        assert second.returncode == 2, second.stderr
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "in use" in errors[0] and "Traceback" not in second.stderr, second.stderr
+        assert first.poll() is None  # the first run goes on, alone
+    finally:
+        first.kill()
+        first.wait()
