@@ -314,15 +314,7 @@ def _apply_model_recipe(values: dict[str, Any]) -> None:
     if not isinstance(model, str):
         return  # config_from_dict reports the wrong type
     epochs = values.get("epochs", TrainConfig.epochs)
-    given = set(values)
-    derived = apply_recipe(values, get_model_info(model).recipe, epochs if isinstance(epochs, int) else TrainConfig.epochs)
-    defaults = TrainConfig()
-    taken = [key for key in values if key not in given and values[key] != getattr(defaults, key)] + list(derived)
-    if taken:
-        shown = [f"{key}={values[key]}" for key in dict.fromkeys(taken) if key != "model_kwargs"]
-        shown += [f"{key}={value}" for key, value in values.get("model_kwargs", {}).items() if "model_kwargs" in taken]
-        _note(f"{model}'s default recipe: {', '.join(shown)} (`convzoo list {model} --json` says why; "
-              "flags, --set and --config override it).")
+    apply_recipe(values, get_model_info(model).recipe, epochs if isinstance(epochs, int) else TrainConfig.epochs)
 
 
 def _apply_quick_caps(values: dict[str, Any], key_sources: dict[str, str]) -> None:

@@ -111,3 +111,30 @@ def scaled_lr(lr: float, reference_batch: int, batch_size: int) -> float:
     """Goyal et al.'s linear scaling rule, rounded to 4 significant digits for config.yaml."""
     value = lr * batch_size / reference_batch
     return float(f"{value:.4g}") if math.isfinite(value) else value
+
+
+def recipe_summary(config: Any, model_recipe: Recipe) -> str | None:
+    """One line naming the values a run shares with its model's recipe where they differ
+    from the general defaults (a batch-scaled rate and a shortened warm-up count as the
+    recipe's): what ``convzoo train`` prints as it starts. None when there are none."""
+    shown = []
+    for key in RECIPE_KEYS:
+        value = getattr(config, key)
+        recipe_value = getattr(model_recipe, key)
+        general = getattr(DEFAULT_RECIPE, key)
+        if key == "model_kwargs":
+            shown += [f"{name}={value[name]}" for name in model_recipe.model_kwargs
+                      if name in value and value[name] == model_recipe.model_kwargs[name]]
+        elif key == "lr":
+            if value != general and value in (recipe_value, scaled_lr(recipe_value, model_recipe.batch_size,
+                                                                      config.batch_size)):
+                shown.append(f"lr={value:g}" + (f" (for batch {config.batch_size})" if value != recipe_value else ""))
+        elif key == "warmup_epochs":
+            if value and value <= recipe_value:
+                shown.append(f"warmup_epochs={value:g}")
+        elif value == recipe_value and value != general:
+            shown.append(f"{key}={value}")
+    if not shown:
+        return None
+    return f"{config.model}'s default recipe: {', '.join(shown)} (`convzoo list {config.model}` says why; " \
+           "flags, --set and --config override it)"

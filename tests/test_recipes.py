@@ -57,8 +57,9 @@ def test_a_given_model_kwargs_replaces_the_recipes_whole():
 def test_the_rate_scales_with_the_batch_when_only_the_batch_is_given():
     """Goyal et al. 2017, section 2.1: rate proportional to the batch for SGD."""
     recipe = get_model_info("resnet50").recipe
-    assert load_config(None, {"model": "resnet50", "batch_size": 256}).lr == pytest.approx(recipe.lr * 2)
-    assert load_config(None, {"model": "resnet50", "batch_size": 32}).lr == pytest.approx(recipe.lr / 4)
+    assert (recipe.batch_size, recipe.lr) == (64, 0.025)  # 0.1 x 64/256
+    assert load_config(None, {"model": "resnet50", "batch_size": 256}).lr == pytest.approx(0.1)
+    assert load_config(None, {"model": "resnet50", "batch_size": 32}).lr == pytest.approx(0.0125)
     assert load_config(None, {"model": "resnet50", "batch_size": 32, "lr": 0.3}).lr == 0.3
     densenet = get_model_info("densenet121").recipe
     assert densenet.batch_size == 64  # the paper's batch
@@ -104,7 +105,7 @@ def test_list_json_shows_the_recipe_that_config_yaml_records(cli, tmp_path):
                          "--set", "test_size=32", "--batch-size", "128", "--device", "cpu",
                          "--out", tmp_path, "--name", "run", "--json")
     assert code == 0, err
-    assert "resnet20's default recipe" in err
+    assert "resnet20's default recipe: lr=0.1, weight_decay=0.0001, zero_init_residual=True" in err
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     for key in RECIPE_KEYS:
         if key != "warmup_epochs":  # capped to a quarter of this 1-epoch run
@@ -213,3 +214,9 @@ def test_the_guard_reads_the_training_loss_per_window_after_the_warmup():
         quiet.after_step(step, torch.tensor(2.0), 32)  # a high but learning-range loss: 2 < 3 x ln 10
     quiet.after_evaluation(11.0, epoch=1)  # below 5 x ln 10
     assert quiet.warning is None
+
+
+def test_a_usage_error_is_one_line_without_the_recipe_line(cli, tmp_path):
+    """The recipe line is said as training starts, never before a refusal."""
+    code, _, err = cli("train", "--model", "resnet50", "--epochs", "0", "--out", tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "recipe" not in err

@@ -45,6 +45,8 @@ from convzoo.engine.mid_epoch import CheckpointSchedule, gather_running_sums, re
 from convzoo.engine.fast_path import compile_model, to_memory_format
 from convzoo.engine.setup import build_model, channels_last_for, dataset_spec_for, loaders_for
 from convzoo.errors import ConvzooError
+from convzoo.recipes import recipe_summary
+from convzoo.registry import get_model_info
 from convzoo.seeding import derived_seed, seed_generators
 
 
@@ -359,6 +361,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             f"{steps_per_epoch} steps of {config.batch_size} x{runtime.world_size} images per epoch instead of "
             f"{checkpoint['steps_per_epoch']}; the schedule continues from epoch {start_epoch}."
         )
+    if checkpoint is None and (summary := recipe_summary(config, get_model_info(config.model).recipe)):
+        logger.message(summary)
     if restart_note:
         logger.message(restart_note)
     elif resume_step:

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from convzoo.config import TrainConfig
+from convzoo.config import load_config
 from convzoo.engine.checkpoint import load_checkpoint
 from convzoo.engine.train import train
 
@@ -53,7 +53,9 @@ def run_until_checkpoint_then(signal_number, arguments, log, whole_group=False) 
 
 
 def test_sigterm_then_kill_9_then_resume_auto_ends_bit_identical(tmp_path):
-    straight = train(TrainConfig(**RUN, dataset="synthetic", out=str(tmp_path / "runs"), name="straight"), quiet=True)
+    # load_config, as the CLI: the model's recipe scales the rate to the batch.
+    straight = train(load_config(None, dict(RUN, dataset="synthetic", out=str(tmp_path / "runs"), name="straight")),
+                     quiet=True)
     arguments = command(tmp_path / "runs", "preempted")
     run_dir = tmp_path / "runs" / "preempted"
 
@@ -68,7 +70,8 @@ def test_sigterm_then_kill_9_then_resume_auto_ends_bit_identical(tmp_path):
     assert code == -signal.SIGKILL
     assert f"continuing epoch 1 at step {stopped.group(1)}/32" in err
 
-    config = TrainConfig(**RUN, dataset="synthetic", out=str(tmp_path / "runs"), name="preempted", checkpoint_every=3)
+    config = load_config(None, dict(RUN, dataset="synthetic", out=str(tmp_path / "runs"), name="preempted",
+                                    checkpoint_every=3))
     assert train(config, resume="auto", quiet=True)["complete"]
     assert not list(run_dir.glob(".*.tmp"))
     weights = load_checkpoint(run_dir / "last.pt")["model"]
