@@ -20,7 +20,7 @@ def attack_command(
     eps: Annotated[str, typer.Option("--eps", help="Comma-separated epsilons in pixel units of [0, 1] images.")] = "0,0.05,0.1,0.15,0.2,0.25,0.3",
     steps: Annotated[int | None, typer.Option("--steps", min=1, help="PGD iterations (default 10).")] = None,
     step_size: Annotated[float | None, typer.Option("--step-size", help="PGD step in pixels (default 2.5 eps / steps, Madry et al. 2018).")] = None,
-    random_start: Annotated[bool, typer.Option("--random-start/--no-random-start", help="PGD starts from a uniform point of the eps-ball, seeded by --seed (Madry et al.), or from the image itself.")] = True,
+    random_start: Annotated[bool | None, typer.Option("--random-start/--no-random-start", help="PGD starts from a uniform point of the eps-ball, seeded by --seed (Madry et al.; the default), or from the image itself.")] = None,
     checkpoint: CheckpointOption = None,
     model: ModelOption = None,
     random_init: RandomInitOption = False,
@@ -67,7 +67,7 @@ def attack_command(
         _print_report(result)
 
 
-def run_attack(*, methods: list[str], epsilons: list[float], steps: int | None, step_size: float | None, random_start: bool,
+def run_attack(*, methods: list[str], epsilons: list[float], steps: int | None, step_size: float | None, random_start: bool | None,
                checkpoint: str | None, model: str | None, random_init: bool, weights: str | None,
                dataset: str | None, samples: int | None, split: str, batch_size: int, example_eps: float | None,
                device: str | None, seed: int, out: str, name: str | None, data_dir: str | None,
@@ -86,12 +86,14 @@ def run_attack(*, methods: list[str], epsilons: list[float], steps: int | None, 
                                 if part.strip()))
     epsilons = check_epsilons(epsilons)
     if "pgd" not in chosen:  # FGSM is one step of eps: PGD's options would be silently ignored
-        given = [flag for flag, value in (("--steps", steps), ("--step-size", step_size), ("--random-start", random_start))
-                 if value]
+        given = [flag for flag, value in (("--steps", steps), ("--step-size", step_size),
+                                          ("--random-start" if random_start else "--no-random-start", random_start))
+                 if value is not None]
         if given:
             raise ConvzooError(f"{' and '.join(given)} set PGD's iterations; FGSM takes one step of eps. "
                                "Add --method pgd, or drop them.")
     steps = 10 if steps is None else steps
+    random_start = True if random_start is None else random_start  # Madry et al.'s PGD starts at random
     if example_eps is not None and example_eps not in epsilons:
         raise ConvzooError(f"--example-eps {example_eps} is not among --eps {', '.join(f'{e:g}' for e in epsilons)}.")
     nonzero = [value for value in epsilons if value > 0]

@@ -406,9 +406,12 @@ def _dataset_best(subject: Subject, split: str, data_dir: str | None, limit: int
     from convzoo.visualize.patches import input_batches
 
     try:
-        images, _pixels_of, to_inputs = _split_for_patches(subject, split, data_dir, limit)
-        return dataset_best(subject.model, input_batches(images, to_inputs, 500), layer=layer, channels=channels,
-                            classes=classes), []
+        images, _pixels_of, to_inputs, dataset_indices = _split_for_patches(subject, split, data_dir, limit)
+        best = dataset_best(subject.model, input_batches(images, to_inputs, 500), layer=layer, channels=channels,
+                            classes=classes)
+        if dataset_indices is not None:  # an image folder's unreadable files were left out: split indices
+            best.image_indices = dataset_indices[best.image_indices]
+        return best, []
     except ConvzooError as error:
         return None, [f"dataset_best not computed: {error}"]
 
