@@ -16,12 +16,10 @@ A collective that a peer never joins (it was killed, or hangs) fails after
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -192,31 +190,6 @@ def max_over_ranks(value: float, device: torch.device) -> float:
     largest = torch.tensor(float(value), dtype=torch.float64, device=device)
     dist.all_reduce(largest, op=dist.ReduceOp.MAX)
     return largest.item()
-
-
-@contextlib.contextmanager
-def local_main_first() -> Iterator[bool]:
-    """Under torchrun, the first process of each node (``LOCAL_RANK`` 0) goes first while
-    the node's others wait at a barrier, then they follow; yields whether this process is
-    the one going first (alone: True).
-
-    Downloads use it: one process per node fetches and extracts an archive into the data
-    folder, the others then read what it wrote instead of all writing one file at once.
-    The barrier is passed on failure too, so the others go on to fail with the same error.
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        yield True
-        return
-    first = int(os.environ.get("LOCAL_RANK", "0")) == 0
-    if not first:
-        barrier()
-    try:
-        yield first
-    finally:
-        if first:
-            barrier()
 
 
 def teardown_runtime(runtime: Runtime) -> None:
