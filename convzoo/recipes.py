@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from convzoo.config import TrainConfig
+
 MAX_WARMUP_SHARE = 0.25
 """The largest share of a run a recipe's warm-up takes (a user-set warm-up is taken as given)."""
 
@@ -39,16 +41,17 @@ class Recipe:
     model's builder (``zero_init_residual``, ``init``).
     """
 
+    # Unset fields take TrainConfig's defaults: one place holds the general values.
     lr: float
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
+    batch_size: int = TrainConfig.batch_size
+    optimizer: str = TrainConfig.optimizer
+    momentum: float = TrainConfig.momentum
+    nesterov: bool = TrainConfig.nesterov
+    weight_decay: float = TrainConfig.weight_decay
+    schedule: str = TrainConfig.schedule
+    warmup_epochs: float = TrainConfig.warmup_epochs
+    label_smoothing: float = TrainConfig.label_smoothing
+    grad_clip: float | None = TrainConfig.grad_clip
     model_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: str = ""
 
@@ -65,7 +68,7 @@ RECIPE_KEYS = ("lr", "batch_size", "optimizer", "momentum", "nesterov", "weight_
 """The config keys a recipe sets."""
 
 
-DEFAULT_RECIPE = Recipe(lr=0.05, source="convzoo's general default: SGD with Nesterov momentum, cosine decay "
+DEFAULT_RECIPE = Recipe(lr=TrainConfig.lr, source="convzoo's general default: SGD with Nesterov momentum, cosine decay "
                                          "(the values of TrainConfig)")
 """For a model that declares no recipe of its own: the config's built-in values."""
 
@@ -75,14 +78,13 @@ def recipe(lr: float, *, model_kwargs: Mapping[str, Any] | None = None, **values
     return Recipe(lr=lr, model_kwargs=MappingProxyType(dict(model_kwargs or {})), **values)
 
 
-def apply_recipe(values: dict[str, Any], model_recipe: Recipe, epochs: int) -> dict[str, str]:
+def apply_recipe(values: dict[str, Any], model_recipe: Recipe, epochs: int) -> None:
     """Fill ``values`` (the user's config keys: file, ``--set``, flags) with the recipe's
-    defaults for the keys the user did not give; return ``{key: why}`` for the values
-    derived rather than copied (a batch-scaled rate, a shortened warm-up).
+    defaults for the keys the user did not give: the rate scaled to the batch (or AdamW's
+    rate over an SGD recipe), the warm-up capped for a short run.
 
     ``epochs`` is the run's length after the user's values, for the warm-up's cap.
     """
-    derived: dict[str, str] = {}
     given = set(values)
     for key in RECIPE_KEYS:
         if key not in given:
@@ -94,17 +96,11 @@ def apply_recipe(values: dict[str, Any], model_recipe: Recipe, epochs: int) -> d
         optimizer, batch_size = values["optimizer"], values["batch_size"]
         if optimizer != model_recipe.optimizer and optimizer == "adamw":
             values["lr"] = ADAMW_LR
-            derived["lr"] = f"AdamW's default rate {ADAMW_LR:g} (the recipe's {model_recipe.lr:g} is for SGD)"
         elif isinstance(batch_size, int) and batch_size != model_recipe.batch_size and optimizer == "sgd":
             values["lr"] = scaled_lr(model_recipe.lr, model_recipe.batch_size, batch_size)
-            derived["lr"] = (f"{model_recipe.lr:g} x {batch_size}/{model_recipe.batch_size} "
-                             "(linear scaling with the batch, Goyal et al. 2017)")
     if "warmup_epochs" not in given and isinstance(epochs, int) and epochs > 0:
         cap = round(MAX_WARMUP_SHARE * epochs, 3)
-        if values["warmup_epochs"] > cap:
-            values["warmup_epochs"] = cap
-            derived["warmup_epochs"] = f"{cap:g} (a quarter of the run's {epochs} epochs)"
-    return derived
+        values["warmup_epochs"] = min(values["warmup_epochs"], cap)
 
 
 def scaled_lr(lr: float, reference_batch: int, batch_size: int) -> float:

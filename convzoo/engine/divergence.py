@@ -28,6 +28,7 @@ class DivergenceGuard:
 
     def __init__(self, num_classes: int, warmup_steps: int, lr: float, message: Callable[[str], None],
                  window: int = WINDOW_STEPS) -> None:
+        self.num_classes = num_classes
         self.chance_loss = math.log(max(num_classes, 2))
         self.warmup_steps = warmup_steps
         self.lr = lr
@@ -55,7 +56,7 @@ class DivergenceGuard:
         if mean > limit:
             after = "after the warm-up, " if self.warmup_steps else ""
             self._warn(f"the training loss averaged {mean:.3g} over steps {first_step}-{global_step}, "
-                       f"{after}above {TRAIN_LOSS_FACTOR:g} x ln {self._classes()} = {limit:.2f} "
+                       f"{after}above {TRAIN_LOSS_FACTOR:g} x ln {self.num_classes} = {limit:.2f} "
                        f"(chance is {self.chance_loss:.2f})")
 
     def after_evaluation(self, test_loss: float, epoch: int) -> None:
@@ -63,10 +64,7 @@ class DivergenceGuard:
         limit = TEST_LOSS_FACTOR * self.chance_loss
         if self.warning is None and math.isfinite(test_loss) and test_loss > limit:
             self._warn(f"the test loss after epoch {epoch} is {test_loss:.4g}, above {TEST_LOSS_FACTOR:g} x "
-                       f"ln {self._classes()} = {limit:.2f} (chance is {self.chance_loss:.2f})")
-
-    def _classes(self) -> int:
-        return round(math.exp(self.chance_loss))
+                       f"ln {self.num_classes} = {limit:.2f} (chance is {self.chance_loss:.2f})")
 
     def _warn(self, what: str) -> None:
         self.warning = (f"warning: {what}: the run is diverging, not learning. Lower --lr (now {self.lr:g}) "
