@@ -171,6 +171,18 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> tuple[Train
     return config_from_dict(values, source=str(config_path)), run_dir
 
 
+def _resumed(resume: str | Path, overrides: dict[str, Any]) -> tuple[TrainConfig, Path, dict]:
+    """The config, folder and last.pt of the run ``resume`` names, for ``--resume`` and
+    ``--resume auto`` alike; the folder is held first (a run still writing its last.pt
+    refuses this one; holding again in the process that holds it is a no-op)."""
+    config, run_dir = resume_config(resume, overrides)
+    hold_run_dir(run_dir)
+    checkpoint = load_checkpoint(run_dir / "last.pt", unreadable_hint=(
+        f"The run cannot continue from it: start a new run (another --name), e.g. from the weights of "
+        f"{run_dir / 'best.pt'} if that one reads"))
+    return config, run_dir, checkpoint
+
+
 def require_name_for_auto(config: TrainConfig) -> None:
     if not config.name:
         raise ConvzooError("--resume auto needs --name: it continues the run of that name in --out, or starts it.")
@@ -253,11 +265,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
         require_name_for_auto(config)
         resume, overrides = None, {**config.to_dict(), **(overrides or {})}
     if resume is not None:
-        config, run_dir = resume_config(resume, overrides or {})
-        hold_run_dir(run_dir)  # before reading last.pt: a run still writing it refuses this one
-        checkpoint = load_checkpoint(run_dir / "last.pt", unreadable_hint=(
-            f"The run cannot continue from it: start a new run (another --name), e.g. from the weights of "
-            f"{run_dir / 'best.pt'} if that one reads"))
+        config, run_dir, checkpoint = _resumed(resume, overrides or {})
     else:
         # The stored folder must still lead to the data when a later command runs elsewhere.
         config = dataclasses.replace(config, data_dir=absolute_data_dir(config.data_dir))
@@ -267,8 +275,7 @@ def train(config: TrainConfig | None, *, resume: str | Path | None = None, overr
             resume = decided_on_rank_0(lambda: _continue_and_hold(config))
             if resume is not None:
                 _check_every_rank_sees(resume / "last.pt", runtime)
-                config, run_dir = resume_config(resume, overrides)
-                checkpoint = load_checkpoint(run_dir / "last.pt")
+                config, run_dir, checkpoint = _resumed(resume, overrides)
         if resume is None:
             run_dir = claimed = new_run_dir(config, reuse_unstarted=auto)
         result = _train(config, run_dir, checkpoint, runtime, quiet, progress_bars, step_lines)
