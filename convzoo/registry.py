@@ -38,6 +38,12 @@ class ModelInfo:
     """Module names of the family's natural exits for linear probing, in depth order."""
     recipe: Recipe = field(default_factory=lambda: DEFAULT_RECIPE)
     """The default training values ``convzoo train --model NAME`` starts from (recipes.py)."""
+    head: tuple[str, ...] = ("fc",)
+    """Module names of the classifier head: the layers whose outputs are the class scores
+    (GoogLeNet: its auxiliary classifiers' too). Re-initialised when weights for another
+    class count are loaded; left training by ``--freeze backbone``."""
+    stem: str = "conv1"
+    """Module name of the first convolution: adapted when weights for another channel count are loaded."""
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -52,6 +58,8 @@ def register_model(
     num_classes: int = 1000,
     probe_layers: tuple[str, ...] = (),
     recipe: Recipe | None = None,
+    head: tuple[str, ...] = ("fc",),
+    stem: str = "conv1",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a builder under its function name.
 
@@ -73,6 +81,8 @@ def register_model(
             num_classes=num_classes,
             probe_layers=tuple(probe_layers),
             recipe=recipe or DEFAULT_RECIPE,
+            head=tuple(head),
+            stem=stem,
         )
         return builder
 

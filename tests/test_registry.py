@@ -60,3 +60,18 @@ def test_list_sorts_numbers_as_numbers_and_ignores_case():
     resnets = list_models("resnet*")
     assert resnets.index("resnet18") < resnets.index("resnet20") < resnets.index("resnet101")
     assert list_models("VGG1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]
+
+
+@pytest.mark.parametrize("name", convzoo.list_models())
+def test_declared_head_and_stem_are_the_layers_that_depend_on_classes_and_channels(name):
+    """Fine-tuning re-initialises ``head`` for another class count and adapts ``stem`` for
+    another channel count: they must be exactly the modules whose shapes change."""
+    info = convzoo.get_model_info(name)
+
+    def shapes(**kwargs):
+        with torch.device("meta"):
+            return {key: value.shape for key, value in convzoo.create_model(name, **kwargs).state_dict().items()}
+
+    seven, eleven, two_channels = shapes(num_classes=7), shapes(num_classes=11), shapes(num_classes=7, in_channels=2)
+    assert {key.rsplit(".", 1)[0] for key in seven if seven[key] != eleven[key]} == set(info.head)
+    assert {key.rsplit(".", 1)[0] for key in seven if seven[key] != two_channels[key]} == {info.stem}

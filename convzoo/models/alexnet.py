@@ -137,7 +137,8 @@ RECIPE = recipe(
            "warm-up and label smoothing as configs/alexnet-fashion-mnist.yaml")
 
 
-@register_model(family="alexnet", paper="Krizhevsky et al. 2012", probe_layers=relu_names(LAYERS["alexnet"]),
+@register_model(family="alexnet", paper="Krizhevsky et al. 2012", head=("classifier.6",), stem="features.0",
+                probe_layers=relu_names(LAYERS["alexnet"]),
                 recipe=RECIPE)
 def alexnet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> AlexNet:
     """AlexNet as in torchvision and the lecture's table, 61,100,840 parameters at 1000 classes;
@@ -145,7 +146,8 @@ def alexnet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224
     return AlexNet(LAYERS["alexnet"], num_classes, in_channels, is_small_input(image_size), **kwargs)
 
 
-@register_model(family="alexnet", paper="Krizhevsky et al. 2012", input_size=(3, 227, 227), recipe=RECIPE,
+@register_model(family="alexnet", paper="Krizhevsky et al. 2012", head=("classifier.6",), stem="features.0",
+                input_size=(3, 227, 227), recipe=RECIPE,
                 probe_layers=relu_names(LAYERS["alexnet_paper"]))
 def alexnet_paper(num_classes: int = 1000, in_channels: int = 3, image_size: int = 227, init: str = "paper",
                   **kwargs) -> AlexNet:

@@ -135,6 +135,7 @@ RECIPE = recipe(
 
 def _register():
     return register_model(family="densenet", paper="Huang et al. 2017", recipe=RECIPE,
+                          head=("classifier",), stem="features.conv0",
                           probe_layers=tuple(f"features.denseblock{index}" for index in range(1, 5)))
 
 

@@ -172,6 +172,7 @@ RECIPE = recipe(
 
 
 @register_model(family="googlenet", paper="Szegedy et al. 2014", recipe=RECIPE,
+                head=("fc", "aux1.fc2", "aux2.fc2"), stem="conv1.conv",
                 probe_layers=tuple(f"inception{block}" for block in INCEPTION_WIDTHS))
 def googlenet(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, **kwargs) -> GoogLeNet:
     """GoogLeNet of Table 1 with both auxiliary classifiers (section 5); up to 64 px conv1 has stride 1

@@ -50,6 +50,8 @@ class LeNet5(nn.Module):
     fixed_input_size=True,
     num_classes=10,
     probe_layers=("features.1", "features.4", "features.7", "classifier.1"),
+    head=("classifier.2",),
+    stem="features.0",
 )
 def lenet5(num_classes: int = 10, in_channels: int = 1, image_size: int = 32) -> LeNet5:
     """LeNet-5, 61,706 parameters for 10 classes on 1x32x32 (LeCun 1998; lecture table).

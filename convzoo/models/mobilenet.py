@@ -87,7 +87,7 @@ RECIPE = recipe(
            "SGD with warm-up as configs/mobilenet_v2-fashion-mnist.yaml (91.22 % in 2 epochs, BENCHMARKS.md)")
 
 
-@register_model(family="mobilenet", paper="Howard et al. 2017", recipe=RECIPE,
+@register_model(family="mobilenet", paper="Howard et al. 2017", recipe=RECIPE, head=("classifier",), stem="features.0.0",
                 probe_layers=stage_ends([stride for _, stride in V1_BLOCKS], offset=1))
 def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width_mult: float = 1.0,
                  **kwargs) -> MobileNetV1:
@@ -164,7 +164,8 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-@register_model(family="mobilenet", paper="Sandler et al. 2018", recipe=RECIPE,
+@register_model(family="mobilenet", paper="Sandler et al. 2018", recipe=RECIPE, head=("classifier.1",),
+                stem="features.0.0",
                 probe_layers=stage_ends(V2_BLOCK_STRIDES, offset=1) + (f"features.{len(V2_BLOCK_STRIDES) + 1}",))
 def mobilenet_v2(num_classes: int = 1000, in_channels: int = 3, image_size: int = 224, width_mult: float = 1.0,
                  **kwargs) -> MobileNetV2:

@@ -131,7 +131,7 @@ BATCH_NORM_RECIPE = recipe(
 
 
 def _register(configuration: str, batch_norm: bool = False):
-    return register_model(family="vgg", paper="Simonyan & Zisserman 2014",
+    return register_model(family="vgg", paper="Simonyan & Zisserman 2014", head=("classifier.6",), stem="features.0",
                           recipe=BATCH_NORM_RECIPE if batch_norm else PLAIN_RECIPE,
                           probe_layers=block_ends(CONFIGURATIONS[configuration], batch_norm))
 
