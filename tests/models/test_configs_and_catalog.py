@@ -18,10 +18,13 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
-def test_config_is_valid_and_its_model_fits_its_dataset(path):
+def test_config_is_valid_and_its_model_fits_its_dataset(path, request):
     config = load_config(path)
     assert path.stem.startswith(f"{config.model}-"), "configs are named model-dataset.yaml"
-    channels, side, _, num_classes = dataset_shape(config.dataset)
+    dataset = config.dataset
+    if dataset.startswith("imagefolder:"):  # the user's own folder: a small one stands in
+        dataset = f"imagefolder:{request.getfixturevalue('image_folder')}"
+    channels, side, _, num_classes = dataset_shape(dataset)
     with torch.device("meta"):
         model = create_model(config.model, num_classes=num_classes, in_channels=channels, image_size=side,
                              **config.model_kwargs)
@@ -58,9 +61,15 @@ def test_shipped_config_trains_end_to_end_on_its_real_dataset(path, cli, data_di
         pytest.skip(f"{config.dataset} is not on this machine; its loader is tested on files the tests write")
     require_dataset(data_dir, folder)
     warmup = ["--set", "warmup_epochs=0.5"] if config.warmup_epochs else []
+    weights = []
+    if config.weights:  # a fine-tuning config: the run it starts from stands in as a file of its shape
+        channels, side, _, num_classes = dataset_shape(config.dataset)
+        weights = ["--weights", tmp_path / "pretrained.pt"]
+        torch.save(create_model(config.model, num_classes=num_classes, in_channels=channels, image_size=side,
+                                **config.model_kwargs).state_dict(), weights[1])
     code, out, err = cli("train", "--config", path, "--model", config.model, "--dataset", config.dataset,
                          "--data-dir", data_dir, "--epochs", "2", "--set", "train_size=128", "--set", "test_size=128",
-                         "--set", "batch_size=64", *warmup, "--out", tmp_path, "--name", "run", "--json")
+                         "--set", "batch_size=64", *warmup, *weights, "--out", tmp_path, "--name", "run", "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["epochs"] == 2 and 0 <= result["best_acc"] <= 1
