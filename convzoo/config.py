@@ -87,6 +87,13 @@ class TrainConfig:
     minutes (``"10min"``); unset: at epoch ends only. See ``parse_checkpoint_every``."""
     sync_bn: bool = False
     """Under torchrun, SyncBatchNorm: batch statistics over the whole global batch (CUDA only)."""
+    ema: float | None = None
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.9998) and
+    evaluate it beside the model; best.pt keeps the better of the two (engine/ema.py)."""
+    ema_every: int = 1
+    """Update the average every this many optimiser steps."""
+    ema_warmup: bool = True
+    """Warm the decay up as ``min(ema, (1 + step) / (10 + step))`` (``engine.ema.ema_decay``)."""
     out: str = "runs"
     name: str | None = None
 
@@ -103,7 +110,7 @@ RUN_DEFINING_KEYS = (
     "model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule",
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
-    "train_size", "test_size", "augment", "grad_clip",
+    "train_size", "test_size", "augment", "grad_clip", "ema", "ema_every", "ema_warmup",
 )
 
 
@@ -173,6 +180,10 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         raise bad("warmup_epochs", f"({config.warmup_epochs}) must be shorter than the run's {config.epochs} epochs"
                                    f"{f' ({epochs_from})' if epochs_from else ''}; "
                                    "shorten it with --set warmup_epochs=N or train for more epochs.")
+    if config.ema is not None and not 0 < config.ema < 1:
+        raise bad("ema", f"is the average's decay, in (0, 1), e.g. 0.9998; got {config.ema}.")
+    if config.ema_every < 1:
+        raise bad("ema_every", f"must be at least 1 step, got {config.ema_every}.")
     if config.grad_clip is not None and config.grad_clip <= 0:
         raise bad("grad_clip", f"must be positive, got {config.grad_clip}.")
     for key in ("image_size", "in_channels", "train_size", "test_size"):

@@ -30,6 +30,7 @@ from convzoo.engine.checkpoint import (
     CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, remove_unfinished_writes,
 )
 from convzoo.engine.divergence import DivergenceGuard
+from convzoo.engine.ema import best_state, better_of, build_weight_average, ema_record
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
@@ -333,6 +334,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         start_epoch, best_acc, best_epoch = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["best_epoch"]
+    ema = build_weight_average(config, model, checkpoint)  # of the unwrapped model, before DDP and compile
     # Rebuilt, not loaded: with another number of processes an epoch has another number of
     # steps, and the schedule must still end with the last one (see engine/optim.py).
     steps_per_epoch = len(loaders.train)
@@ -387,6 +389,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     # The last evaluation's numbers (a mid-epoch checkpoint keeps those of the epoch before).
     test: dict[str, Any] = {"acc1": checkpoint["test_acc"], "loss": checkpoint.get("test_loss")} \
         if checkpoint and checkpoint.get("test_acc") is not None else {}
+    ema_test: dict[str, Any] | None = {"acc1": checkpoint["ema_test_acc"], "loss": checkpoint["ema_test_loss"]} \
+        if checkpoint and checkpoint.get("ema_test_acc") is not None else None
 
     def state_at(epochs_done: int, step: int = 0, running: dict[str, Any] | None = None) -> dict[str, Any]:
         """What last.pt holds after ``epochs_done`` epochs and ``step`` steps of the next."""
@@ -395,6 +399,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epochs_done, "step": step, "running": running, "best_acc": best_acc, "best_epoch": best_epoch,
             "test_acc": test.get("acc1"), "test_loss": test.get("loss"), "config": config.to_dict(),
+            "ema": None if ema is None else ema.state_dict(),
+            "ema_test_acc": None if ema_test is None else ema_test["acc1"],
+            "ema_test_loss": None if ema_test is None else ema_test["loss"],
             "world_size": runtime.world_size, "steps_per_epoch": steps_per_epoch,
             "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
             "class_names": list(dataset_class_names(spec)),
@@ -437,6 +444,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model, epoch * steps_per_epoch + step + 1)
                 # Accumulate on the device: no host sync per step.
                 loss_sum += loss.detach() * labels.numel()
                 correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
@@ -477,9 +486,12 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}, before its evaluation", run_dir)
             train_time += epoch_time
             test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
-            is_best = test["acc1"] > best_acc
+            ema_test = None if ema is None else evaluate(ema.module, loaders.test, device, num_classes=spec.num_classes,
+                                                         amp=config.amp)
+            better, scores = better_of(test, ema_test)  # best.pt keeps the model or its average, whichever scored higher
+            is_best = scores["acc1"] > best_acc
             if is_best:
-                best_acc, best_epoch = test["acc1"], epoch + 1
+                best_acc, best_epoch = scores["acc1"], epoch + 1
             record = {
                 "epoch": epoch + 1, "epochs": config.epochs,
                 "train_loss": train_loss, "train_acc": correct_total / seen_total,
@@ -487,6 +499,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 "lr": scheduler.get_last_lr()[0],
                 "train_images": int(seen_total), "test_images": test["n"],
                 "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
+                **ema_record(ema_test, better),
             }
             logger.log_epoch(record)
             guard.after_evaluation(test["loss"], epoch + 1)
@@ -494,12 +507,13 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 state = state_at(epoch + 1)
                 atomic_save(state, run_dir / "last.pt")
                 if is_best:
-                    atomic_save(state, run_dir / "best.pt")
+                    atomic_save(best_state(state, ema, better, scores), run_dir / "best.pt")
             schedule.written()
     result = {
         "run_dir": str(run_dir), "model": config.model, "dataset": spec.name, "device": str(device),
         "epochs": config.epochs, "best_acc": best_acc, "best_epoch": best_epoch,
         "final_acc": test.get("acc1", best_acc), "final_loss": test.get("loss"),
+        **({"final_ema_acc": ema_test["acc1"]} if ema_test else {}),
         "train_time_s": train_time, "complete": True,
         "warnings": [guard.warning] if guard.warning else [],
     }
@@ -516,6 +530,7 @@ def _already_complete(config: TrainConfig, run_dir: Path, checkpoint: dict, runt
         "run_dir": str(run_dir), "model": config.model, "dataset": config.dataset, "device": str(runtime.device),
         "epochs": config.epochs, "best_acc": checkpoint["best_acc"], "best_epoch": checkpoint["best_epoch"],
         "final_acc": checkpoint["test_acc"], "final_loss": _final_test_loss(run_dir, checkpoint),
+        **({"final_ema_acc": checkpoint["ema_test_acc"]} if checkpoint.get("ema_test_acc") is not None else {}),
         "train_time_s": checkpoint.get("train_time_s", 0.0), "complete": True, "already_complete": True,
     }
 
