@@ -94,6 +94,15 @@ class TrainConfig:
     """Update the average every this many optimiser steps."""
     ema_warmup: bool = True
     """Warm the decay up as ``min(ema, (1 + step) / (10 + step))`` (``engine.ema.ema_decay``)."""
+    mixup: float = 0.0
+    """MixUp's α (Zhang et al. 2018): mix each training batch with itself reversed, λ ~ Beta(α, α);
+    0: off (data/mixing.py)."""
+    cutmix: float = 0.0
+    """CutMix's α (Yun et al. 2019): paste a box of the reversed batch, of area 1 - λ; 0: off."""
+    mix_prob: float = 1.0
+    """The chance that a batch is mixed at all (with mixup or cutmix)."""
+    mix_switch_prob: float = 0.5
+    """With both mixup and cutmix, the chance that a batch gets CutMix rather than MixUp."""
     out: str = "runs"
     name: str | None = None
 
@@ -111,6 +120,7 @@ RUN_DEFINING_KEYS = (
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
     "train_size", "test_size", "augment", "grad_clip", "ema", "ema_every", "ema_warmup",
+    "mixup", "cutmix", "mix_prob", "mix_switch_prob",
 )
 
 
@@ -184,6 +194,12 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         raise bad("ema", f"is the average's decay, in (0, 1), e.g. 0.9998; got {config.ema}.")
     if config.ema_every < 1:
         raise bad("ema_every", f"must be at least 1 step, got {config.ema_every}.")
+    for key in ("mixup", "cutmix"):
+        if getattr(config, key) < 0:
+            raise bad(key, f"is a Beta distribution's α, positive (or 0: off), got {getattr(config, key)}.")
+    for key in ("mix_prob", "mix_switch_prob"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise bad(key, f"is a probability, in [0, 1], got {getattr(config, key)}.")
     if config.grad_clip is not None and config.grad_clip <= 0:
         raise bad("grad_clip", f"must be positive, got {config.grad_clip}.")
     for key in ("image_size", "in_channels", "train_size", "test_size"):

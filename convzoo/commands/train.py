@@ -35,6 +35,10 @@ def train_command(
     ema: Annotated[float | None, typer.Option("--ema", metavar="DECAY", help="Also keep and evaluate an exponential moving average of the weights with this decay, e.g. 0.9998; best.pt keeps the better.")] = None,
     ema_every: Annotated[int | None, typer.Option("--ema-every", metavar="N", help="Update the --ema average every N optimiser steps (default 1).")] = None,
     ema_warmup: Annotated[bool | None, typer.Option("--ema-warmup/--no-ema-warmup", help="Warm the --ema decay up as min(DECAY, (1+step)/(10+step)) (default on).")] = None,
+    mixup: Annotated[float | None, typer.Option("--mixup", metavar="ALPHA", help="MixUp with λ ~ Beta(ALPHA, ALPHA), e.g. 0.2 (default 0: off).")] = None,
+    cutmix: Annotated[float | None, typer.Option("--cutmix", metavar="ALPHA", help="CutMix with λ ~ Beta(ALPHA, ALPHA), e.g. 1.0 (default 0: off).")] = None,
+    mix_prob: Annotated[float | None, typer.Option("--mix-prob", metavar="P", help="Mix a batch (--mixup/--cutmix) with probability P (default 1).")] = None,
+    mix_switch_prob: Annotated[float | None, typer.Option("--mix-switch-prob", metavar="P", help="With --mixup and --cutmix, CutMix a mixed batch with probability P, else MixUp (default 0.5).")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
     conv: ConvOption = None,
     channels_last: ChannelsLastOption = None,
@@ -70,6 +74,7 @@ def train_command(
             "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
             "sync_bn": sync_bn, "ema": ema, "ema_every": ema_every, "ema_warmup": ema_warmup,
+            "mixup": mixup, "cutmix": cutmix, "mix_prob": mix_prob, "mix_switch_prob": mix_switch_prob,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})

@@ -16,14 +16,14 @@ from typing import Any
 
 
 def format_epoch_line(record: dict[str, Any]) -> str:
-    return (
-        f"epoch {record['epoch']}/{record['epochs']}  "
-        f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%  "
-        f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%  "
-        + (f"ema loss {record['ema_test_loss']:.4f} acc {100 * record['ema_test_acc']:.2f}%  "
-           if "ema_test_acc" in record else "")
-        + f"lr {record['lr']:.3g}  {record['images_per_s']:,.0f} img/s  {record['epoch_time_s']:.1f}s"
-    )
+    parts = [f"epoch {record['epoch']}/{record['epochs']}",
+             f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%"
+             + (f" ({record['train_acc_of']})" if "train_acc_of" in record else ""),
+             f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%"]
+    if "ema_test_acc" in record:
+        parts.append(f"ema loss {record['ema_test_loss']:.4f} acc {100 * record['ema_test_acc']:.2f}%")
+    parts.append(f"lr {record['lr']:.3g}  {record['images_per_s']:,.0f} img/s  {record['epoch_time_s']:.1f}s")
+    return "  ".join(parts)
 
 
 class EpochProgress:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from convzoo.config import RUN_DEFINING_KEYS, TrainConfig, config_from_dict, read_yaml, save_config
 from convzoo.data.class_names import dataset_class_names
+from convzoo.data.mixing import build_mixer
 from convzoo.data.files import absolute_data_dir, data_dir_for_saved_run
 from convzoo.engine.checkpoint import (
     CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, remove_unfinished_writes,
@@ -53,7 +54,11 @@ from convzoo.seeding import derived_seed, seed_generators
 
 def training_loss(outputs: Any, labels: torch.Tensor, label_smoothing: float, aux_weight: float) -> torch.Tensor:
     """Cross-entropy of the main head, plus ``aux_weight`` x each auxiliary head's
-    (GoogLeNet's training loss, Szegedy et al. 2014, section 5)."""
+    (GoogLeNet's training loss, Szegedy et al. 2014, section 5). ``labels`` are class
+    indices, or the soft targets of MixUp/CutMix, which carry their label smoothing already
+    (cross-entropy against probabilities is timm's ``SoftTargetCrossEntropy``)."""
+    if labels.is_floating_point():
+        label_smoothing = 0.0
     if isinstance(outputs, (tuple, list)):
         main, *auxiliary = outputs
         loss = F.cross_entropy(main.float(), labels, label_smoothing=label_smoothing)
@@ -322,6 +327,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         raise ConvzooError(
             f"batch size {config.batch_size} is larger than the training set ({loaders.train.num_samples} images). Lower --batch-size."
         )
+    mixer = build_mixer(config, spec.num_classes, loaders.image_size)
     model = build_model(
         config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs,
         weights=config.weights if checkpoint is None else None, conv=config.conv,
@@ -372,6 +378,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         )
     if checkpoint is None and (summary := recipe_summary(config, get_model_info(config.model).recipe)):
         logger.message(summary)
+    if mixer is not None:
+        logger.message(f"{mixer.describe()}: training loss against the mixed targets, training accuracy against "
+                       "each image's dominant label")
     if restart_note:
         logger.message(restart_note)
     elif resume_step:
@@ -435,9 +444,12 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 # restoring generator states (which differ with the machine and its GPUs), and
                 # ranks draw differently (after the initialisation every rank drew alike).
                 seed_generators(derived_seed(config.seed, "step", epoch, step, runtime.rank), device)
+                targets = labels
+                if mixer is not None:  # soft targets; accuracy counts each image's dominant label
+                    images, targets, labels = mixer(images, labels, derived_seed(config.seed, "mix", epoch, step, runtime.rank))
                 with autocast_context(device, config.amp):
                     outputs = train_model(images)
-                    loss = training_loss(outputs, labels, config.label_smoothing, aux_weight)
+                    loss = training_loss(outputs, targets, config.label_smoothing, aux_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip is not None:
@@ -495,6 +507,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             record = {
                 "epoch": epoch + 1, "epochs": config.epochs,
                 "train_loss": train_loss, "train_acc": correct_total / seen_total,
+                **({"train_acc_of": "dominant label"} if mixer is not None else {}),
                 "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
                 "lr": scheduler.get_last_lr()[0],
                 "train_images": int(seen_total), "test_images": test["n"],
