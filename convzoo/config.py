@@ -103,6 +103,9 @@ class TrainConfig:
     """The chance that a batch is mixed at all (with mixup or cutmix)."""
     mix_switch_prob: float = 0.5
     """With both mixup and cutmix, the chance that a batch gets CutMix rather than MixUp."""
+    drop_path: float = 0.0
+    """Stochastic depth (Huang et al. 2016): the last residual block's chance of being skipped
+    in a training step, block l of L's ``drop_path * l / L``; 0: off (ResNet, BagNet, MobileNet-v2)."""
     out: str = "runs"
     name: str | None = None
 
@@ -120,7 +123,7 @@ RUN_DEFINING_KEYS = (
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
     "train_size", "test_size", "augment", "grad_clip", "ema", "ema_every", "ema_warmup",
-    "mixup", "cutmix", "mix_prob", "mix_switch_prob",
+    "mixup", "cutmix", "mix_prob", "mix_switch_prob", "drop_path",
 )
 
 
@@ -194,6 +197,8 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         raise bad("ema", f"is the average's decay, in (0, 1), e.g. 0.9998; got {config.ema}.")
     if config.ema_every < 1:
         raise bad("ema_every", f"must be at least 1 step, got {config.ema_every}.")
+    if not 0 <= config.drop_path < 1:
+        raise bad("drop_path", f"is a probability, in [0, 1), got {config.drop_path}.")
     for key in ("mixup", "cutmix"):
         if getattr(config, key) < 0:
             raise bad(key, f"is a Beta distribution's α, positive (or 0: off), got {getattr(config, key)}.")

@@ -39,6 +39,7 @@ def train_command(
     cutmix: Annotated[float | None, typer.Option("--cutmix", metavar="ALPHA", help="CutMix with λ ~ Beta(ALPHA, ALPHA), e.g. 1.0 (default 0: off).")] = None,
     mix_prob: Annotated[float | None, typer.Option("--mix-prob", metavar="P", help="Mix a batch (--mixup/--cutmix) with probability P (default 1).")] = None,
     mix_switch_prob: Annotated[float | None, typer.Option("--mix-switch-prob", metavar="P", help="With --mixup and --cutmix, CutMix a mixed batch with probability P, else MixUp (default 0.5).")] = None,
+    drop_path: Annotated[float | None, typer.Option("--drop-path", metavar="RATE", help="Stochastic depth: skip residual block l of L with probability RATE*l/L in training, e.g. 0.1 (default 0: off).")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
     conv: ConvOption = None,
     channels_last: ChannelsLastOption = None,
@@ -75,6 +76,7 @@ def train_command(
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
             "sync_bn": sync_bn, "ema": ema, "ema_every": ema_every, "ema_warmup": ema_warmup,
             "mixup": mixup, "cutmix": cutmix, "mix_prob": mix_prob, "mix_switch_prob": mix_switch_prob,
+            "drop_path": drop_path,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})

@@ -330,7 +330,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     mixer = build_mixer(config, spec.num_classes, loaders.image_size)
     model = build_model(
         config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs,
-        weights=config.weights if checkpoint is None else None, conv=config.conv,
+        weights=config.weights if checkpoint is None else None, conv=config.conv, drop_path=config.drop_path,
     ).to(device)
     model = to_memory_format(model, channels_last_for(config, device))
     aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
