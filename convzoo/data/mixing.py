@@ -109,4 +109,5 @@ def build_mixer(config: Any, num_classes: int, image_size: int) -> BatchMixer | 
                            "for one. Use --mixup instead.")
     if config.batch_size < 2:
         raise ConvzooError("--mixup and --cutmix mix each image with another of its batch; --batch-size 1 has none.")
-    return BatchMixer(num_classes, config.mixup, config.cutmix, config.mix_prob, config.mix_switch_prob, config.label_smoothing)
+    return BatchMixer(num_classes, config.mixup, config.cutmix, config.mix_prob, config.mix_switch_prob,
+                      config.label_smoothing)

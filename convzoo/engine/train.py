@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from convzoo.config import RUN_DEFINING_KEYS, TrainConfig, config_from_dict, read_yaml, save_config
 from convzoo.data.class_names import dataset_class_names
-from convzoo.data.mixing import build_mixer
 from convzoo.data.files import absolute_data_dir, data_dir_for_saved_run
+from convzoo.data.mixing import build_mixer
 from convzoo.engine.checkpoint import (
     CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, remove_unfinished_writes,
 )
@@ -446,7 +446,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 seed_generators(derived_seed(config.seed, "step", epoch, step, runtime.rank), device)
                 targets = labels
                 if mixer is not None:  # soft targets; accuracy counts each image's dominant label
-                    images, targets, labels = mixer(images, labels, derived_seed(config.seed, "mix", epoch, step, runtime.rank))
+                    mix_seed = derived_seed(config.seed, "mix", epoch, step, runtime.rank)
+                    images, targets, labels = mixer(images, labels, mix_seed)
                 with autocast_context(device, config.amp):
                     outputs = train_model(images)
                     loss = training_loss(outputs, targets, config.label_smoothing, aux_weight)
@@ -500,7 +501,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
             ema_test = None if ema is None else evaluate(ema.module, loaders.test, device, num_classes=spec.num_classes,
                                                          amp=config.amp)
-            better, scores = better_of(test, ema_test)  # best.pt keeps the model or its average, whichever scored higher
+            better, scores = better_of(test, ema_test)  # best.pt: the model or its average, whichever scored higher
             is_best = scores["acc1"] > best_acc
             if is_best:
                 best_acc, best_epoch = scores["acc1"], epoch + 1
