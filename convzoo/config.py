@@ -87,6 +87,25 @@ class TrainConfig:
     minutes (``"10min"``); unset: at epoch ends only. See ``parse_checkpoint_every``."""
     sync_bn: bool = False
     """Under torchrun, SyncBatchNorm: batch statistics over the whole global batch (CUDA only)."""
+    ema: float | None = None
+    """Keep an exponential moving average of the weights with this decay (e.g. 0.9998) and
+    evaluate it beside the model; best.pt keeps the better of the two (engine/ema.py)."""
+    ema_every: int = 1
+    """Update the average every this many optimiser steps."""
+    ema_warmup: bool = True
+    """Warm the decay up as ``min(ema, (1 + step) / (10 + step))`` (``engine.ema.ema_decay``)."""
+    mixup: float = 0.0
+    """MixUp's α (Zhang et al. 2018): mix each training batch with itself reversed, λ ~ Beta(α, α);
+    0: off (data/mixing.py)."""
+    cutmix: float = 0.0
+    """CutMix's α (Yun et al. 2019): paste a box of the reversed batch, of area 1 - λ; 0: off."""
+    mix_prob: float = 1.0
+    """The chance that a batch is mixed at all (with mixup or cutmix)."""
+    mix_switch_prob: float = 0.5
+    """With both mixup and cutmix, the chance that a batch gets CutMix rather than MixUp."""
+    drop_path: float = 0.0
+    """Stochastic depth (Huang et al. 2016): the last residual block's chance of being skipped
+    in a training step, block l of L's ``drop_path * l / L``; 0: off (ResNet, BagNet, MobileNet-v2)."""
     out: str = "runs"
     name: str | None = None
 
@@ -103,7 +122,8 @@ RUN_DEFINING_KEYS = (
     "model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule",
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
-    "train_size", "test_size", "augment", "grad_clip",
+    "train_size", "test_size", "augment", "grad_clip", "ema", "ema_every", "ema_warmup",
+    "mixup", "cutmix", "mix_prob", "mix_switch_prob", "drop_path",
 )
 
 
@@ -173,6 +193,18 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         raise bad("warmup_epochs", f"({config.warmup_epochs}) must be shorter than the run's {config.epochs} epochs"
                                    f"{f' ({epochs_from})' if epochs_from else ''}; "
                                    "shorten it with --set warmup_epochs=N or train for more epochs.")
+    if config.ema is not None and not 0 < config.ema < 1:
+        raise bad("ema", f"is the average's decay, in (0, 1), e.g. 0.9998; got {config.ema}.")
+    if config.ema_every < 1:
+        raise bad("ema_every", f"must be at least 1 step, got {config.ema_every}.")
+    if not 0 <= config.drop_path < 1:
+        raise bad("drop_path", f"is a probability, in [0, 1), got {config.drop_path}.")
+    for key in ("mixup", "cutmix"):
+        if getattr(config, key) < 0:
+            raise bad(key, f"is a Beta distribution's α, positive (or 0: off), got {getattr(config, key)}.")
+    for key in ("mix_prob", "mix_switch_prob"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise bad(key, f"is a probability, in [0, 1], got {getattr(config, key)}.")
     if config.grad_clip is not None and config.grad_clip <= 0:
         raise bad("grad_clip", f"must be positive, got {config.grad_clip}.")
     for key in ("image_size", "in_channels", "train_size", "test_size"):

@@ -220,3 +220,10 @@ def test_a_usage_error_is_one_line_without_the_recipe_line(cli, tmp_path):
     """The recipe line is said as training starts, never before a refusal."""
     code, _, err = cli("train", "--model", "resnet50", "--epochs", "0", "--out", tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "recipe" not in err
+
+
+def test_no_recipe_turns_on_ema_mixing_or_stochastic_depth():
+    """Issue 24's tricks are asked for, never a model's default."""
+    for name in list_models():
+        config = load_config(None, {"model": name})
+        assert (config.ema, config.mixup, config.cutmix, config.drop_path) == (None, 0.0, 0.0, 0.0), name

@@ -32,6 +32,14 @@ def train_command(
     checkpoint_every: Annotated[str | None, typer.Option("--checkpoint-every", help="Also write last.pt within epochs: every N steps (200) or minutes (10min).")] = None,
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="Under torchrun on GPUs, SyncBatchNorm: batch statistics of the global batch.")] = None,
     nproc_per_node: Annotated[int | None, typer.Option("--nproc-per-node", help="Start torchrun with N processes on this machine, each training a replica.")] = None,
+    ema: Annotated[float | None, typer.Option("--ema", metavar="DECAY", help="Also keep and evaluate an exponential moving average of the weights with this decay, e.g. 0.9998; best.pt keeps the better.")] = None,
+    ema_every: Annotated[int | None, typer.Option("--ema-every", metavar="N", help="Update the --ema average every N optimiser steps (default 1).")] = None,
+    ema_warmup: Annotated[bool | None, typer.Option("--ema-warmup/--no-ema-warmup", help="Warm the --ema decay up as min(DECAY, (1+step)/(10+step)) (default on).")] = None,
+    mixup: Annotated[float | None, typer.Option("--mixup", metavar="ALPHA", help="MixUp with λ ~ Beta(ALPHA, ALPHA), e.g. 0.2 (default 0: off).")] = None,
+    cutmix: Annotated[float | None, typer.Option("--cutmix", metavar="ALPHA", help="CutMix with λ ~ Beta(ALPHA, ALPHA), e.g. 1.0 (default 0: off).")] = None,
+    mix_prob: Annotated[float | None, typer.Option("--mix-prob", metavar="P", help="Mix a batch (--mixup/--cutmix) with probability P (default 1).")] = None,
+    mix_switch_prob: Annotated[float | None, typer.Option("--mix-switch-prob", metavar="P", help="With --mixup and --cutmix, CutMix a mixed batch with probability P, else MixUp (default 0.5).")] = None,
+    drop_path: Annotated[float | None, typer.Option("--drop-path", metavar="RATE", help="Stochastic depth: skip residual block l of L with probability RATE*l/L in training, e.g. 0.1 (default 0: off).")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
     conv: ConvOption = None,
     channels_last: ChannelsLastOption = None,
@@ -66,7 +74,9 @@ def train_command(
             "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
             "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
-            "sync_bn": sync_bn,
+            "sync_bn": sync_bn, "ema": ema, "ema_every": ema_every, "ema_warmup": ema_warmup,
+            "mixup": mixup, "cutmix": cutmix, "mix_prob": mix_prob, "mix_switch_prob": mix_switch_prob,
+            "drop_path": drop_path,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
@@ -97,7 +107,9 @@ def train_command(
         else:
             typer.echo(
                 f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}), "
-                f"final {100 * result['final_acc']:.2f}%, {result['train_time_s']:.1f}s training -> {result['run_dir']}"
+                f"final {100 * result['final_acc']:.2f}%"
+                + (f" (EMA {100 * result['final_ema_acc']:.2f}%)" if "final_ema_acc" in result else "")
+                + f", {result['train_time_s']:.1f}s training -> {result['run_dir']}"
             )
 
 

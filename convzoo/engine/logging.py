@@ -16,12 +16,14 @@ from typing import Any
 
 
 def format_epoch_line(record: dict[str, Any]) -> str:
-    return (
-        f"epoch {record['epoch']}/{record['epochs']}  "
-        f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%  "
-        f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%  "
-        f"lr {record['lr']:.3g}  {record['images_per_s']:,.0f} img/s  {record['epoch_time_s']:.1f}s"
-    )
+    parts = [f"epoch {record['epoch']}/{record['epochs']}",
+             f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%"
+             + (f" ({record['train_acc_of']})" if "train_acc_of" in record else ""),
+             f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%"]
+    if "ema_test_acc" in record:
+        parts.append(f"ema loss {record['ema_test_loss']:.4f} acc {100 * record['ema_test_acc']:.2f}%")
+    parts.append(f"lr {record['lr']:.3g}  {record['images_per_s']:,.0f} img/s  {record['epoch_time_s']:.1f}s")
+    return "  ".join(parts)
 
 
 class EpochProgress:
@@ -160,6 +162,8 @@ class RunLogger:
         self.writer.add_scalar("accuracy/train", record["train_acc"], step)
         self.writer.add_scalar("accuracy/test", record["test_acc"], step)
         self.writer.add_scalar("accuracy/test_top5", record["test_acc5"], step)
+        if "ema_test_acc" in record:
+            self.writer.add_scalar("accuracy/test_ema", record["ema_test_acc"], step)
         self.writer.add_scalar("lr", record["lr"], step)
         self.writer.add_scalar("throughput/images_per_s", record["images_per_s"], step)
         self.writer.flush()

@@ -45,8 +45,10 @@ def build_model(
     model_kwargs: dict[str, Any] | None = None,
     weights: str | None = None,
     conv: str = "torch",
+    drop_path: float = 0.0,
 ) -> torch.nn.Module:
-    """The registered model sized for the dataset, with weights and convolution as asked."""
+    """The registered model sized for the dataset, with weights, convolution and stochastic
+    depth (``drop_path``: the last block's rate) as asked."""
     try:
         model = create_model(
             name, num_classes=spec.num_classes, in_channels=spec.channels, image_size=image_size, **(model_kwargs or {})
@@ -57,6 +59,12 @@ def build_model(
         from convzoo.models.pretrained import load_pretrained
 
         load_pretrained(model, name, weights)
+    if drop_path > 0:
+        from convzoo.models._common import add_stochastic_depth
+
+        if add_stochastic_depth(model, drop_path) == 0:
+            raise ConvzooError(f"--drop-path drops residual branches; {name} has none. Use it with a ResNet, "
+                               "a BagNet or mobilenet_v2.")
     if conv == "scratch":
         from convzoo.ops import use_scratch_conv
 

@@ -26,10 +26,12 @@ import torch.nn.functional as F
 from convzoo.config import RUN_DEFINING_KEYS, TrainConfig, config_from_dict, read_yaml, save_config
 from convzoo.data.class_names import dataset_class_names
 from convzoo.data.files import absolute_data_dir, data_dir_for_saved_run
+from convzoo.data.mixing import build_mixer
 from convzoo.engine.checkpoint import (
     CHECKPOINT_FORMAT, atomic_save, load_checkpoint, load_model_state, remove_unfinished_writes,
 )
 from convzoo.engine.divergence import DivergenceGuard
+from convzoo.engine.ema import best_state, better_of, build_weight_average, ema_record
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
@@ -52,7 +54,11 @@ from convzoo.seeding import derived_seed, seed_generators
 
 def training_loss(outputs: Any, labels: torch.Tensor, label_smoothing: float, aux_weight: float) -> torch.Tensor:
     """Cross-entropy of the main head, plus ``aux_weight`` x each auxiliary head's
-    (GoogLeNet's training loss, Szegedy et al. 2014, section 5)."""
+    (GoogLeNet's training loss, Szegedy et al. 2014, section 5). ``labels`` are class
+    indices, or the soft targets of MixUp/CutMix, which carry their label smoothing already
+    (cross-entropy against probabilities is timm's ``SoftTargetCrossEntropy``)."""
+    if labels.is_floating_point():
+        label_smoothing = 0.0
     if isinstance(outputs, (tuple, list)):
         main, *auxiliary = outputs
         loss = F.cross_entropy(main.float(), labels, label_smoothing=label_smoothing)
@@ -321,9 +327,10 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         raise ConvzooError(
             f"batch size {config.batch_size} is larger than the training set ({loaders.train.num_samples} images). Lower --batch-size."
         )
+    mixer = build_mixer(config, spec.num_classes, loaders.image_size)
     model = build_model(
         config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs,
-        weights=config.weights if checkpoint is None else None, conv=config.conv,
+        weights=config.weights if checkpoint is None else None, conv=config.conv, drop_path=config.drop_path,
     ).to(device)
     model = to_memory_format(model, channels_last_for(config, device))
     aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
@@ -333,6 +340,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         start_epoch, best_acc, best_epoch = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["best_epoch"]
+    ema = build_weight_average(config, model, checkpoint)  # of the unwrapped model, before DDP and compile
     # Rebuilt, not loaded: with another number of processes an epoch has another number of
     # steps, and the schedule must still end with the last one (see engine/optim.py).
     steps_per_epoch = len(loaders.train)
@@ -370,6 +378,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         )
     if checkpoint is None and (summary := recipe_summary(config, get_model_info(config.model).recipe)):
         logger.message(summary)
+    if mixer is not None:
+        logger.message(f"{mixer.describe()}: training loss against the mixed targets, training accuracy against "
+                       "each image's dominant label")
     if restart_note:
         logger.message(restart_note)
     elif resume_step:
@@ -387,6 +398,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     # The last evaluation's numbers (a mid-epoch checkpoint keeps those of the epoch before).
     test: dict[str, Any] = {"acc1": checkpoint["test_acc"], "loss": checkpoint.get("test_loss")} \
         if checkpoint and checkpoint.get("test_acc") is not None else {}
+    ema_test: dict[str, Any] | None = {"acc1": checkpoint["ema_test_acc"], "loss": checkpoint["ema_test_loss"]} \
+        if checkpoint and checkpoint.get("ema_test_acc") is not None else None
 
     def state_at(epochs_done: int, step: int = 0, running: dict[str, Any] | None = None) -> dict[str, Any]:
         """What last.pt holds after ``epochs_done`` epochs and ``step`` steps of the next."""
@@ -395,6 +408,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epochs_done, "step": step, "running": running, "best_acc": best_acc, "best_epoch": best_epoch,
             "test_acc": test.get("acc1"), "test_loss": test.get("loss"), "config": config.to_dict(),
+            "ema": None if ema is None else ema.state_dict(),
+            "ema_test_acc": None if ema_test is None else ema_test["acc1"],
+            "ema_test_loss": None if ema_test is None else ema_test["loss"],
             "world_size": runtime.world_size, "steps_per_epoch": steps_per_epoch,
             "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
             "class_names": list(dataset_class_names(spec)),
@@ -428,15 +444,21 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 # restoring generator states (which differ with the machine and its GPUs), and
                 # ranks draw differently (after the initialisation every rank drew alike).
                 seed_generators(derived_seed(config.seed, "step", epoch, step, runtime.rank), device)
+                targets = labels
+                if mixer is not None:  # soft targets; accuracy counts each image's dominant label
+                    mix_seed = derived_seed(config.seed, "mix", epoch, step, runtime.rank)
+                    images, targets, labels = mixer(images, labels, mix_seed)
                 with autocast_context(device, config.amp):
                     outputs = train_model(images)
-                    loss = training_loss(outputs, labels, config.label_smoothing, aux_weight)
+                    loss = training_loss(outputs, targets, config.label_smoothing, aux_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model, epoch * steps_per_epoch + step + 1)
                 # Accumulate on the device: no host sync per step.
                 loss_sum += loss.detach() * labels.numel()
                 correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
@@ -477,16 +499,21 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}, before its evaluation", run_dir)
             train_time += epoch_time
             test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
-            is_best = test["acc1"] > best_acc
+            ema_test = None if ema is None else evaluate(ema.module, loaders.test, device, num_classes=spec.num_classes,
+                                                         amp=config.amp)
+            better, scores = better_of(test, ema_test)  # best.pt: the model or its average, whichever scored higher
+            is_best = scores["acc1"] > best_acc
             if is_best:
-                best_acc, best_epoch = test["acc1"], epoch + 1
+                best_acc, best_epoch = scores["acc1"], epoch + 1
             record = {
                 "epoch": epoch + 1, "epochs": config.epochs,
                 "train_loss": train_loss, "train_acc": correct_total / seen_total,
+                **({"train_acc_of": "dominant label"} if mixer is not None else {}),
                 "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
                 "lr": scheduler.get_last_lr()[0],
                 "train_images": int(seen_total), "test_images": test["n"],
                 "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
+                **ema_record(ema_test, better),
             }
             logger.log_epoch(record)
             guard.after_evaluation(test["loss"], epoch + 1)
@@ -494,12 +521,13 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 state = state_at(epoch + 1)
                 atomic_save(state, run_dir / "last.pt")
                 if is_best:
-                    atomic_save(state, run_dir / "best.pt")
+                    atomic_save(best_state(state, ema, better, scores), run_dir / "best.pt")
             schedule.written()
     result = {
         "run_dir": str(run_dir), "model": config.model, "dataset": spec.name, "device": str(device),
         "epochs": config.epochs, "best_acc": best_acc, "best_epoch": best_epoch,
         "final_acc": test.get("acc1", best_acc), "final_loss": test.get("loss"),
+        **({"final_ema_acc": ema_test["acc1"]} if ema_test else {}),
         "train_time_s": train_time, "complete": True,
         "warnings": [guard.warning] if guard.warning else [],
     }
@@ -516,6 +544,7 @@ def _already_complete(config: TrainConfig, run_dir: Path, checkpoint: dict, runt
         "run_dir": str(run_dir), "model": config.model, "dataset": config.dataset, "device": str(runtime.device),
         "epochs": config.epochs, "best_acc": checkpoint["best_acc"], "best_epoch": checkpoint["best_epoch"],
         "final_acc": checkpoint["test_acc"], "final_loss": _final_test_loss(run_dir, checkpoint),
+        **({"final_ema_acc": checkpoint["ema_test_acc"]} if checkpoint.get("ema_test_acc") is not None else {}),
         "train_time_s": checkpoint.get("train_time_s", 0.0), "complete": True, "already_complete": True,
     }
 

@@ -5,6 +5,7 @@ Private (the leading underscore keeps ``convzoo.models`` from importing it as a 
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 SMALL_INPUT_MAX = 64
@@ -26,6 +27,31 @@ def alexnet_local_response_norm() -> nn.LocalResponseNorm:
     """
     size = 5
     return nn.LocalResponseNorm(size=size, alpha=1e-4 * size, beta=0.75, k=2.0)
+
+
+def drop_branch(drop_path: nn.Module | None, branch: torch.Tensor) -> torch.Tensor:
+    """A residual branch's output through its block's stochastic depth, if it has one."""
+    return branch if drop_path is None else drop_path(branch)
+
+
+def add_stochastic_depth(model: nn.Module, rate: float) -> int:
+    """Stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth", section 3):
+    in training, the residual branch of block l of L is dropped for a whole image with
+    probability ``rate * l / L`` (the linear decay rule, eq. 4), and scaled by 1 / (1 - p)
+    when kept (torchvision's ``StochasticDepth(p, "row")``; the paper scales at test time
+    instead, which is the same in expectation); in eval mode nothing changes.
+
+    The blocks are those that carry a ``drop_path`` slot (ResNet's and BagNet's blocks,
+    MobileNet-v2's inverted residuals with a skip), in depth order. ``StochasticDepth``
+    has no parameters: the state dict keeps its keys (torchvision's weights still load).
+    Returns L; 0 means the model has no residual branch to drop.
+    """
+    from torchvision.ops import StochasticDepth
+
+    blocks = [module for module in model.modules() if hasattr(module, "drop_path")]
+    for depth, block in enumerate(blocks, start=1):
+        block.drop_path = StochasticDepth(rate * depth / len(blocks), "row")
+    return len(blocks)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from convzoo.models._common import init_weights_, is_small_input, make_divisible
+from convzoo.models._common import drop_branch, init_weights_, is_small_input, make_divisible
 from convzoo.recipes import recipe
 from convzoo.registry import register_model
 
@@ -136,9 +136,11 @@ class InvertedResidual(nn.Module):
         ]
         self.conv = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_channels == out_channels
+        if self.use_residual:
+            self.drop_path: nn.Module | None = None  # stochastic depth (``add_stochastic_depth``)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_residual else self.conv(x)
+        return x + drop_branch(self.drop_path, self.conv(x)) if self.use_residual else self.conv(x)
 
 
 class MobileNetV2(nn.Module):

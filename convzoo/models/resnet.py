@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convzoo.models._common import init_weights_, is_small_input
+from convzoo.models._common import drop_branch, init_weights_, is_small_input
 from convzoo.recipes import recipe
 from convzoo.registry import register_model
 
@@ -47,12 +47,13 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
+        self.drop_path: nn.Module | None = None  # stochastic depth (``add_stochastic_depth``)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        return self.relu(drop_branch(self.drop_path, out) + identity)
 
     def last_bn(self) -> nn.BatchNorm2d:
         return self.bn2
@@ -76,11 +77,12 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.drop_path: nn.Module | None = None  # stochastic depth (``add_stochastic_depth``)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        return self.bn3(self.conv3(out))
+        return drop_branch(self.drop_path, self.bn3(self.conv3(out)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
