@@ -32,7 +32,8 @@ def train_command(
     checkpoint_every: Annotated[str | None, typer.Option("--checkpoint-every", help="Also write last.pt within epochs: every N steps (200) or minutes (10min).")] = None,
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="Under torchrun on GPUs, SyncBatchNorm: batch statistics of the global batch.")] = None,
     nproc_per_node: Annotated[int | None, typer.Option("--nproc-per-node", help="Start torchrun with N processes on this machine, each training a replica.")] = None,
-    weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file; a head for other classes, a first convolution for other channels or a small-input stem start fresh or are adapted.")] = None,
+    weights_strict: Annotated[str | None, typer.Option("--weights-strict", metavar="true|false", help="false: layers of --weights that do not fit beyond the head and stem start fresh instead of stopping the run (default true).")] = None,
     conv: ConvOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
@@ -51,6 +52,7 @@ def train_command(
       [bold]convzoo train --model lenet5[/bold]  (built-in synthetic data, no download)
       [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
       [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
+      [bold]convzoo train --model resnet18 --weights torchvision --dataset imagefolder:photos --epochs 3[/bold]  (fine-tune: a fresh head for its classes)
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
@@ -66,7 +68,7 @@ def train_command(
             "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
             "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
-            "sync_bn": sync_bn,
+            "sync_bn": sync_bn, "weights_strict": _true_or_false("--weights-strict", weights_strict),
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
@@ -99,6 +101,16 @@ def train_command(
                 f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}), "
                 f"final {100 * result['final_acc']:.2f}%, {result['train_time_s']:.1f}s training -> {result['run_dir']}"
             )
+
+
+def _true_or_false(flag: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.strip().lower() not in ("true", "false"):
+        from convzoo.errors import ConvzooError
+
+        raise ConvzooError(f"{flag} takes true or false, got {value!r}.")
+    return value.strip().lower() == "true"
 
 
 def _weights_file_run(weights: str, overrides: dict) -> dict:
