@@ -131,3 +131,36 @@ def test_exact_torchvision_weights_load_silently(torch_home, one_thread):
     fit = load_pretrained(model, "resnet18", "torchvision")
     assert fit.exact and fit.line() is None
     assert torch.equal(model.fc.weight, torch.load(torch_home, weights_only=True)["fc.weight"])
+
+
+def test_mean_and_std_keys(one_thread):
+    from convzoo.config import config_from_dict, load_config
+    from convzoo.engine.setup import dataset_spec_for
+    from convzoo.errors import ConvzooError
+
+    spec, _ = dataset_spec_for(config_from_dict({"model": "resnet20", "dataset": "cifar10", "mean": 0.5, "std": [0.25]}))
+    assert spec.mean == (0.5, 0.5, 0.5) and spec.std == (0.25, 0.25, 0.25)  # one value serves every channel
+    with pytest.raises(ConvzooError, match="mean has 2 values but mnist has 1 channel"):
+        dataset_spec_for(config_from_dict({"model": "resnet20", "dataset": "mnist", "mean": [0.1, 0.2]}))
+    with pytest.raises(ConvzooError, match="'std' must be positive"):
+        config_from_dict({"std": [0.2, 0]})
+    with pytest.raises(ConvzooError, match="'mean' must be list"):
+        config_from_dict({"mean": "grey"})
+    # torchvision's weights bring ImageNet's statistics to 3-channel images only.
+    imagenet = load_config(overrides={"model": "resnet18", "weights": "torchvision", "dataset": "cifar10"})
+    assert imagenet.mean == list(IMAGENET_MEAN) and imagenet.std == list(IMAGENET_STD)
+    assert load_config(overrides={"model": "resnet18", "weights": "torchvision", "dataset": "mnist"}).mean is None
+    assert load_config(overrides={"model": "resnet18", "dataset": "cifar10"}).mean is None
+
+
+def test_inspection_commands_load_partly_fitting_weights(data_dir, tmp_path, cli, one_thread):
+    """``explain --model M --weights FILE --dataset mnist``: the model is built for MNIST and
+    filled by the same loading as ``train`` (here: the RGB stem summed to one channel)."""
+    weights = tmp_path / "resnet20-rgb.pt"
+    torch.save(create_model("resnet20").state_dict(), weights)
+    code, out, err = cli("explain", "--model", "resnet20", "--weights", weights, "--dataset", "mnist", "--data-dir",
+                         data_dir, "--index", "0", "--method", "saliency", "--device", "cpu", "--out", tmp_path / "out",
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["images"][0]["label"] == 7
+    assert lines_with(err, "loaded") == [f"loaded 116/116 tensors from {weights}; conv1.weight adapted from 3 to 1 channels"]
