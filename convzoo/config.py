@@ -65,6 +65,15 @@ class TrainConfig:
     """torch.compile's mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs."""
     weights: str | None = None
     """``torchvision`` (its ImageNet weights) or a path to a state-dict file."""
+    weights_strict: bool = True
+    """Refuse weights that differ from the model beyond its classifier head (another class
+    count) and first convolution (another channel count, a small-input stem); false: those
+    layers start fresh too, and one line lists them."""
+    mean: list[float] | None = None
+    """Per-channel mean the images are normalised with; unset: the dataset's, or ImageNet's
+    when training from ``--weights torchvision`` on 3-channel images (the weights expect them)."""
+    std: list[float] | None = None
+    """Per-channel standard deviation, as ``mean``."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra arguments for the model's builder, e.g. ``{width_mult: 0.5}``."""
     image_size: int | None = None
@@ -123,7 +132,7 @@ RUN_DEFINING_KEYS = (
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
     "train_size", "test_size", "augment", "grad_clip", "ema", "ema_every", "ema_warmup",
-    "mixup", "cutmix", "mix_prob", "mix_switch_prob", "drop_path",
+    "mixup", "cutmix", "mix_prob", "mix_switch_prob", "drop_path", "mean", "std",
 )
 
 
@@ -158,6 +167,13 @@ def _coerce(key: str, value: Any, annotation: str, source: str) -> Any:
     elif base.startswith("dict"):
         if not isinstance(value, dict):
             raise wrong
+    elif base == "list[float]":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(
+                isinstance(item, (int, float)) and not isinstance(item, bool) for item in value):
+            raise wrong
+        value = [float(item) for item in value]
     return value
 
 
@@ -205,6 +221,8 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
     for key in ("mix_prob", "mix_switch_prob"):
         if not 0 <= getattr(config, key) <= 1:
             raise bad(key, f"is a probability, in [0, 1], got {getattr(config, key)}.")
+    if config.std is not None and min(config.std) <= 0:
+        raise bad("std", f"must be positive, got {config.std}.")
     if config.grad_clip is not None and config.grad_clip <= 0:
         raise bad("grad_clip", f"must be positive, got {config.grad_clip}.")
     for key in ("image_size", "in_channels", "train_size", "test_size"):
@@ -325,6 +343,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if quick_mode():
         _apply_quick_caps(values, key_sources)
     _apply_model_recipe(values)
+    _apply_weights_normalisation(values)
     epochs = values.get("epochs", TrainConfig.epochs)
     warmup = values.get("warmup_epochs", TrainConfig.warmup_epochs)
     shortened_by = key_sources.get("epochs")
@@ -347,6 +366,24 @@ def _apply_model_recipe(values: dict[str, Any]) -> None:
         return  # config_from_dict reports the wrong type
     epochs = values.get("epochs", TrainConfig.epochs)
     apply_recipe(values, get_model_info(model).recipe, epochs if isinstance(epochs, int) else TrainConfig.epochs)
+
+
+def _apply_weights_normalisation(values: dict[str, Any]) -> None:
+    """ImageNet's mean and std for a run from torchvision's ImageNet weights on 3-channel
+    images, where the file and flags left them unset: the first layer's filters were
+    learnt on images normalised so (an image folder uses them anyway; CIFAR would not)."""
+    if values.get("weights") != "torchvision" or ("mean" in values and "std" in values):
+        return
+    from convzoo.data.catalog import IMAGENET_MEAN, IMAGENET_STD, get_dataset_spec
+
+    try:
+        spec = get_dataset_spec(values.get("dataset", TrainConfig.dataset), image_size=values.get("image_size"),
+                                channels=values.get("in_channels"))
+    except (ConvzooError, TypeError):
+        return  # the run reports a bad dataset where it builds it
+    if spec.channels == 3:
+        values.setdefault("mean", list(IMAGENET_MEAN))
+        values.setdefault("std", list(IMAGENET_STD))
 
 
 def _apply_quick_caps(values: dict[str, Any], key_sources: dict[str, str]) -> None:

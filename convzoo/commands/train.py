@@ -40,7 +40,8 @@ def train_command(
     mix_prob: Annotated[float | None, typer.Option("--mix-prob", metavar="P", help="Mix a batch (--mixup/--cutmix) with probability P (default 1).")] = None,
     mix_switch_prob: Annotated[float | None, typer.Option("--mix-switch-prob", metavar="P", help="With --mixup and --cutmix, CutMix a mixed batch with probability P, else MixUp (default 0.5).")] = None,
     drop_path: Annotated[float | None, typer.Option("--drop-path", metavar="RATE", help="Stochastic depth: skip residual block l of L with probability RATE*l/L in training, e.g. 0.1 (default 0: off).")] = None,
-    weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file; a head for other classes, a first convolution for other channels or a small-input stem start fresh or are adapted.")] = None,
+    weights_strict: Annotated[str | None, typer.Option("--weights-strict", metavar="true|false", help="false: layers of --weights that do not fit beyond the head and stem start fresh instead of stopping the run (default true).")] = None,
     conv: ConvOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
@@ -59,6 +60,7 @@ def train_command(
       [bold]convzoo train --model lenet5[/bold]  (built-in synthetic data, no download)
       [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
       [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
+      [bold]convzoo train --model resnet18 --weights torchvision --dataset imagefolder:photos --epochs 3[/bold]  (fine-tune: a fresh head for its classes)
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
@@ -77,6 +79,7 @@ def train_command(
             "sync_bn": sync_bn, "ema": ema, "ema_every": ema_every, "ema_warmup": ema_warmup,
             "mixup": mixup, "cutmix": cutmix, "mix_prob": mix_prob, "mix_switch_prob": mix_switch_prob,
             "drop_path": drop_path,
+            "weights_strict": _true_or_false("--weights-strict", weights_strict),
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
@@ -111,6 +114,16 @@ def train_command(
                 + (f" (EMA {100 * result['final_ema_acc']:.2f}%)" if "final_ema_acc" in result else "")
                 + f", {result['train_time_s']:.1f}s training -> {result['run_dir']}"
             )
+
+
+def _true_or_false(flag: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.strip().lower() not in ("true", "false"):
+        from convzoo.errors import ConvzooError
+
+        raise ConvzooError(f"{flag} takes true or false, got {value!r}.")
+    return value.strip().lower() == "true"
 
 
 def _weights_file_run(weights: str, overrides: dict) -> dict:

@@ -26,7 +26,8 @@ def dataset_spec_for(config: Any) -> tuple[DatasetSpec, int | None]:
     image_size, in_channels = config.image_size, config.in_channels
     if config.dataset == "synthetic" and info.fixed_input_size:
         image_size, in_channels = image_size or model_size, in_channels or channels
-    spec = get_dataset_spec(config.dataset, image_size=image_size, channels=in_channels)
+    spec = with_normalisation(get_dataset_spec(config.dataset, image_size=image_size, channels=in_channels),
+                              config.mean, config.std)
     if not info.fixed_input_size:
         return spec, None
     if spec.image_size > model_size:
@@ -35,6 +36,21 @@ def dataset_spec_for(config: Any) -> tuple[DatasetSpec, int | None]:
             f"{spec.image_size}x{spec.image_size}. Choose a model that adapts to its input, e.g. resnet20."
         )
     return spec, model_size
+
+
+def with_normalisation(spec: DatasetSpec, mean: list[float] | None, std: list[float] | None) -> DatasetSpec:
+    """``spec`` normalised with the config's ``mean``/``std`` where set (one value serves every channel)."""
+    import dataclasses
+
+    chosen = {}
+    for key, values in (("mean", mean), ("std", std)):
+        if values is None:
+            continue
+        if len(values) not in (1, spec.channels):
+            raise ConvzooError(f"{key} has {len(values)} values but {spec.name} has {spec.channels} channel(s); "
+                               f"give {spec.channels} (or one for all).")
+        chosen[key] = tuple(values) * (spec.channels if len(values) == 1 else 1)
+    return dataclasses.replace(spec, **chosen) if chosen else spec
 
 
 def build_model(
@@ -46,9 +62,11 @@ def build_model(
     weights: str | None = None,
     conv: str = "torch",
     drop_path: float = 0.0,
+    weights_strict: bool = True,
 ) -> torch.nn.Module:
     """The registered model sized for the dataset, with weights, convolution and stochastic
-    depth (``drop_path``: the last block's rate) as asked."""
+    depth (``drop_path``: the last block's rate) as asked (one line on stderr says which
+    layers the weights did not fill, if any)."""
     try:
         model = create_model(
             name, num_classes=spec.num_classes, in_channels=spec.channels, image_size=image_size, **(model_kwargs or {})
@@ -56,9 +74,9 @@ def build_model(
     except TypeError as error:
         raise ConvzooError(f"model {name!r} does not accept model_kwargs {model_kwargs}: {error}") from None
     if weights:
-        from convzoo.models.pretrained import load_pretrained
+        from convzoo.models.pretrained import load_pretrained, say_fit
 
-        load_pretrained(model, name, weights)
+        say_fit(load_pretrained(model, name, weights, weights_strict))
     if drop_path > 0:
         from convzoo.models._common import add_stochastic_depth
 

@@ -328,10 +328,17 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             f"batch size {config.batch_size} is larger than the training set ({loaders.train.num_samples} images). Lower --batch-size."
         )
     mixer = build_mixer(config, spec.num_classes, loaders.image_size)
-    model = build_model(
-        config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs,
-        weights=config.weights if checkpoint is None else None, conv=config.conv, drop_path=config.drop_path,
-    ).to(device)
+    model = build_model(config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs, conv=config.conv,
+                        drop_path=config.drop_path)
+    # A resumed run continues from its last.pt and never reads the weights file again (it may
+    # be gone); its checkpoints keep saying where the run started from.
+    weights_source, weights_note = (checkpoint or {}).get("weights_source"), None
+    if checkpoint is None and config.weights:
+        from convzoo.models.pretrained import load_pretrained
+
+        fit = load_pretrained(model, config.model, config.weights, config.weights_strict)
+        weights_source, weights_note = fit.record(config.weights), fit.line()
+    model = model.to(device)
     model = to_memory_format(model, channels_last_for(config, device))
     aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
     optimizer = build_optimizer(model, config)
@@ -376,6 +383,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             f"{steps_per_epoch} steps of {config.batch_size} x{runtime.world_size} images per epoch instead of "
             f"{checkpoint['steps_per_epoch']}; the schedule continues from epoch {start_epoch}."
         )
+    if weights_note:
+        logger.message(weights_note)
     if checkpoint is None and (summary := recipe_summary(config, get_model_info(config.model).recipe)):
         logger.message(summary)
     if mixer is not None:
@@ -413,7 +422,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "ema_test_loss": None if ema_test is None else ema_test["loss"],
             "world_size": runtime.world_size, "steps_per_epoch": steps_per_epoch,
             "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
-            "class_names": list(dataset_class_names(spec)),
+            "class_names": list(dataset_class_names(spec)), "weights_source": weights_source,
         }
 
     def save_within_epoch(epoch: int, steps_done: int, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int,

@@ -156,7 +156,7 @@ def weights_run_values(weights: str, model: str | None = None) -> dict[str, Any]
     source = resolve_model_source(weights=weights, model=model)
     if not source.dataset_known:  # a .safetensors file without convzoo's header
         return None
-    keys = ("model", "dataset", "model_kwargs", "image_size", "in_channels")
+    keys = ("model", "dataset", "model_kwargs", "image_size", "in_channels", "mean", "std")
     return {key: getattr(source.config, key) for key in keys if getattr(source.config, key) is not None}
 
 
@@ -211,6 +211,8 @@ def source_from_metadata(metadata: Any, state: dict[str, Any] | None, path: str,
                               "conv": conv or "torch", "model_kwargs": metadata.model_kwargs}
     # Synthetic images and image folders take the size the model was built for (and
     # synthetic its channels); the named datasets have a shape of their own.
+    if metadata.mean and metadata.std:  # what the run normalised with (files before these keys had none)
+        values.update(mean=list(metadata.mean), std=list(metadata.std))
     if metadata.dataset == "synthetic":
         values.update(image_size=metadata.image_size, in_channels=metadata.in_channels)
     elif metadata.dataset.startswith(IMAGEFOLDER_PREFIX):
@@ -267,8 +269,8 @@ def build_source_model(
 ) -> nn.Module:
     """The model in eval mode on ``device``: with its weights when ``trained``, else as
     initialised under ``seed`` (the same draw the training run started from)."""
-    from convzoo.engine.checkpoint import load_model_state
     from convzoo.engine.setup import build_model, dataset_spec_for
+    from convzoo.models.pretrained import load_weights, say_fit
 
     device = torch.device(device)
     torch.manual_seed(source.config.seed if seed is None else seed)
@@ -289,7 +291,9 @@ def build_source_model(
         model = build_model(source.config.model, spec, side, model_kwargs=source.config.model_kwargs,
                             conv=source.config.conv)
         if trained and source.state is not None:
-            load_model_state(model, source.state, source.source, source.config.model)
+            # A bare weights file with --dataset: the model is built for that dataset's
+            # classes and channels, and the weights fill it as far as they fit.
+            say_fit(load_weights(model, source.config.model, source.state, source.source))
     model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -1,14 +1,23 @@
 """Loading weights into a built model: torchvision's ImageNet weights or a state-dict file.
 
 Behind ``--weights torchvision`` and ``--weights PATH``. The zoo keeps torchvision's
-parameter names for the models torchvision has, so its weights load with ``strict=True``
-and no renaming; every mismatch is a one-line ``ConvzooError`` naming the first keys.
+parameter names for the models torchvision has, so its weights load with no renaming.
+Weights for the same build load exactly, as ``load_state_dict(strict=True)`` would. A
+model built for the user's data differs where the data does, and only there: the
+classifier head (another class count) stays at its fresh initialisation, the first
+convolution for another channel count is adapted from the RGB filters, and a small-input
+stem (another kernel) starts fresh. Anything else that differs is a one-line
+``ConvzooError`` naming the first keys, unless ``strict=False`` (``--weights-strict
+false``) lets those layers start fresh too; ``WeightsFit.line`` says what happened.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,24 +37,160 @@ GoogLeNet differs from the paper's: BatchNorm and a 3x3 "5x5" branch.)"""
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel and torch.compile wrap the names
 
 
-def load_pretrained(model: nn.Module, name: str, weights: str) -> None:
-    """Load ``weights`` into ``model`` (registered as ``name``), strictly.
+@dataclass
+class WeightsFit:
+    """How a state dict fits a model: which of the model's tensors it fills, and how."""
+
+    source: str
+    """Where the weights came from, as the line names it (``torchvision resnet18 (ImageNet)``, a path)."""
+    total: int
+    """Tensors in the model's state dict."""
+    loaded: list[str] = field(default_factory=list)
+    """Keys taken as they are."""
+    adapted: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """First-convolution keys adapted to another channel count: key -> (channels in the weights, in the model)."""
+    head: list[str] = field(default_factory=list)
+    """Classifier-head keys left at the model's initialisation (another class count)."""
+    fresh_stem: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    """First-convolution keys that cannot be adapted (a small-input stem's other kernel), left at
+    initialisation: key -> (shape in the weights, in the model)."""
+    mismatched: list[str] = field(default_factory=list)
+    """Any other key of the model that the weights lack or hold in another shape."""
+    unexpected: list[str] = field(default_factory=list)
+    """Keys of the weights that the model does not have."""
+    num_classes: int | None = None
+
+    @property
+    def exact(self) -> bool:
+        return len(self.loaded) == self.total and not self.unexpected
+
+    def line(self) -> str | None:
+        """What happened, in one line for stderr; None when the weights loaded exactly."""
+        if self.exact:
+            return None
+        parts = [f"loaded {len(self.loaded) + len(self.adapted)}/{self.total} tensors from {self.source}"]
+        parts += [f"{key} adapted from {given} to {wanted} channels" for key, (given, wanted) in self.adapted.items()]
+        if self.head:
+            parts.append(f"re-initialised {', '.join(self.head)} for {self.num_classes} classes")
+        parts += [f"{key} starts fresh (shape {wanted} here, {given} in the weights)"
+                  for key, (given, wanted) in self.fresh_stem.items()]
+        if self.mismatched:
+            parts.append(f"re-initialised (--weights-strict false) {_first(self.mismatched)}")
+        if self.unexpected:
+            parts.append(f"ignored {len(self.unexpected)} tensors the model lacks ({_first(self.unexpected)})")
+        return "; ".join(parts)
+
+    def record(self, weights: str) -> dict[str, Any]:
+        """What a checkpoint keeps of it (``weights_source``): the ``--weights`` value and the line."""
+        return {"weights": weights, "source": self.source, "loaded": len(self.loaded) + len(self.adapted),
+                "tensors": self.total, "note": self.line()}
+
+
+def _first(keys: list[str], shown: int = 3) -> str:
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
+def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], model_name: str, source: str,
+                strict: bool = True) -> WeightsFit:
+    """How ``given`` fits a state dict ``own`` of ``model_name``, from shapes alone (meta
+    tensors will do, so torchvision's weights are checked before they are downloaded).
+    The registry names the head and the first convolution (``ModelInfo.head``, ``.stem``)."""
+    from convzoo.registry import get_model_info
+
+    info = get_model_info(model_name)
+    head = tuple(f"{module}." for module in info.head)
+    fit = WeightsFit(source, len(own))
+    for key, tensor in own.items():
+        theirs = given.get(key)
+        if theirs is not None and theirs.shape == tensor.shape:
+            fit.loaded.append(key)
+        elif key.startswith(head):
+            fit.head.append(key)
+            fit.num_classes = tensor.shape[0]
+        elif key == f"{info.stem}.weight" and theirs is not None and _adaptable(theirs.shape, tensor.shape):
+            fit.adapted[key] = (theirs.shape[1], tensor.shape[1])
+        elif key.startswith(f"{info.stem}.") and theirs is not None and theirs.dim() == tensor.dim() == 4:
+            fit.fresh_stem[key] = (tuple(theirs.shape), tuple(tensor.shape))
+        else:
+            fit.mismatched.append(key)
+    fit.unexpected = [key for key in given if key not in own]
+    if strict and (fit.mismatched or fit.unexpected):
+        missing = [key for key in fit.mismatched if key not in given]
+        reshaped = [key for key in fit.mismatched if key in given]
+        details = [f"missing {_first(missing)}"] if missing else []
+        details += [f"unexpected {_first(fit.unexpected)}"] if fit.unexpected else []
+        if reshaped:
+            key = reshaped[0]
+            details.append(f"shape of {key} is {tuple(given[key].shape)}, model has {tuple(own[key].shape)}")
+        raise ConvzooError(
+            f"weights in {source} do not fit model {model_name!r}: {'; '.join(details)}. Check --model, "
+            "or pass --weights-strict false (train) to start those layers fresh.")
+    return fit
+
+
+def _adaptable(given: torch.Size, wanted: torch.Size) -> bool:
+    """Same filters and kernel, other input channels: 1 from any, more only from RGB (timm's rule)."""
+    same_filters = len(given) == len(wanted) == 4 and given[0] == wanted[0] and given[2:] == wanted[2:]
+    return same_filters and (wanted[1] == 1 or given[1] == 3)
+
+
+def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """RGB filters for ``in_channels`` inputs, as timm's ``adapt_input_conv``: one channel
+    sums them (a grey image's response equals that of the RGB image with the grey value in
+    every channel); other counts repeat R, G, B cyclically and scale by 3/C, which keeps
+    the response to an image of equal channels."""
+    float_weight = weight.float()
+    if in_channels == 1:
+        adapted = float_weight.sum(dim=1, keepdim=True)
+    else:
+        repeats = -(-in_channels // float_weight.shape[1])
+        adapted = float_weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (3 / in_channels)
+    return adapted.to(weight.dtype)
+
+
+def load_weights(model: nn.Module, name: str, state: Mapping[str, torch.Tensor], source: str,
+                 strict: bool = True) -> WeightsFit:
+    """Load ``state`` into ``model`` (registered as ``name``) as far as it fits (``fit_weights``);
+    what does not fit keeps the model's own initialisation. Returns how it went."""
+    own = model.state_dict()
+    fit = fit_weights(own, state, name, source, strict)
+    if fit.exact:
+        model.load_state_dict(state, strict=True)
+        return fit
+    merged = dict(own)
+    merged.update({key: state[key] for key in fit.loaded})
+    merged.update({key: adapt_input_conv(state[key], wanted) for key, (_, wanted) in fit.adapted.items()})
+    model.load_state_dict(merged, strict=True)
+    return fit
+
+
+def load_pretrained(model: nn.Module, name: str, weights: str, strict: bool = True) -> WeightsFit:
+    """Load ``weights`` into ``model`` (registered as ``name``), as far as they fit (``load_weights``).
 
     ``weights`` is ``"torchvision"`` (torchvision's DEFAULT ImageNet weights, downloaded once
     into torch's hub cache) or the path of a file saved with ``torch.save``: a state dict,
     or a convzoo checkpoint holding one under ``"model"``.
     """
-    from convzoo.engine.checkpoint import load_model_state
-
     if weights == "torchvision":
-        load_model_state(model, torchvision_state_dict(model, name), f"torchvision's {name} checkpoint", name)
-    else:
-        load_model_state(model, read_state_dict(weights), str(weights), name)
+        return load_weights(model, name, torchvision_state_dict(model, name, strict), torchvision_source(name), strict)
+    return load_weights(model, name, read_state_dict(weights), str(weights), strict)
 
 
-def torchvision_state_dict(model: nn.Module, name: str) -> Mapping[str, torch.Tensor]:
+def say_fit(fit: WeightsFit) -> None:
+    """The fit's line on stderr (none for an exact load)."""
+    if fit.line():
+        print(fit.line(), file=sys.stderr)
+
+
+def torchvision_source(name: str) -> str:
+    return f"torchvision {name} (ImageNet)"
+
+
+def torchvision_state_dict(model: nn.Module, name: str, strict: bool = True) -> Mapping[str, torch.Tensor]:
     """torchvision's ImageNet weights for ``name``, after checking on the meta device (no
-    download) that they can fit: small-input stems and other class counts cannot."""
+    download) that they fit as ``load_weights`` would load them: a head for other classes,
+    another channel count or a small-input stem do; other layers only when not ``strict``."""
     if name not in TORCHVISION_COUNTERPARTS:
         raise ConvzooError(
             f"{name!r} has no torchvision counterpart with the same layers (those that do: "
@@ -54,17 +199,9 @@ def torchvision_state_dict(model: nn.Module, name: str) -> Mapping[str, torch.Te
 
     with torch.device("meta"):
         reference = torchvision.models.get_model(name, weights=None).state_dict()
-    ours = model.state_dict()
-    differing = [key for key, value in reference.items() if key not in ours or ours[key].shape != value.shape]
-    differing += [key for key in ours if key not in reference]
-    if differing:
-        more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
-        raise ConvzooError(
-            f"torchvision's ImageNet weights do not fit this {name} ({', '.join(differing[:3])}{more} differ): "
-            "they need the model built for 1000 classes from 3-channel images larger than 64 pixels.")
+    fit_weights(model.state_dict(), reference, name, torchvision_source(name), strict)
     import contextlib
     import io
-    import sys
 
     hub_messages = io.StringIO()
     try:

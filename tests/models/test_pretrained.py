@@ -1,5 +1,6 @@
-"""``--weights torchvision`` and ``--weights PATH``: weights load strictly, and everything
-that can go wrong (offline, wrong model, wrong file) is one ConvzooError line."""
+"""``--weights torchvision`` and ``--weights PATH``: weights for the same build load exactly,
+and everything that can go wrong (offline, wrong model, wrong file) is one ConvzooError
+line. Loading into a build for other classes, channels or sizes: test_partial_weights.py."""
 
 from __future__ import annotations
 
@@ -46,9 +47,11 @@ def test_state_dict_file_of_another_model_names_the_mismatches(tmp_path):
 
 
 def test_state_dict_file_with_other_shapes_names_the_shape(tmp_path):
-    path = tmp_path / "cifar100.pt"
-    torch.save(create_model("resnet20", num_classes=100).state_dict(), path)
-    with pytest.raises(ConvzooError, match=r"fc.weight is \(100, 64\)"):
+    state = create_model("resnet20").state_dict()
+    state["layer1.0.conv1.weight"] = torch.zeros(16, 16, 5, 5)  # not the head, not the stem
+    path = tmp_path / "other.pt"
+    torch.save(state, path)
+    with pytest.raises(ConvzooError, match=r"layer1.0.conv1.weight is \(16, 16, 5, 5\), model has \(16, 16, 3, 3\)"):
         load_pretrained(create_model("resnet20"), "resnet20", str(path))
 
 
@@ -96,13 +99,11 @@ def test_offline_torchvision_download_is_one_line_advising_a_path(torchvision_do
     assert "download" in message and "failed" in message and "--weights PATH" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("build, reason", [
-    (dict(image_size=32), "conv1.weight"),  # small-input stem: 3x3 instead of 7x7
-    (dict(num_classes=10), "fc.weight"),
-])
-def test_torchvision_weights_refused_before_download_when_shapes_differ(torchvision_download, build, reason):
-    with pytest.raises(ConvzooError, match=f"do not fit.*{reason}"):
-        load_pretrained(create_model("resnet18", **build), "resnet18", "torchvision")
+def test_torchvision_weights_of_another_architecture_are_refused_before_download(torchvision_download):
+    """A small-input VGG's first fully connected layer takes 512 features, not 512x7x7: not
+    the head nor the stem, so a real mismatch (``--weights-strict false`` starts it fresh)."""
+    with pytest.raises(ConvzooError, match=r"do not fit.*classifier.0.weight.*--weights-strict false"):
+        load_pretrained(create_model("vgg11", image_size=32), "vgg11", "torchvision")
 
 
 def test_model_without_torchvision_counterpart_is_refused():
