@@ -72,15 +72,20 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_is_valid_and_names_a_registered_model(path):
+def test_every_shipped_config_is_valid_and_names_a_registered_model(path, image_folder):
     import convzoo
     from convzoo.data import get_dataset_spec
 
     config = load_config(path)
     assert config.model in convzoo.list_models()
-    get_dataset_spec(config.dataset)
+    # An image folder is the user's own (its config names a placeholder): a small one stands in.
+    own_folder = config.dataset.startswith("imagefolder:")
+    get_dataset_spec(f"imagefolder:{image_folder}" if own_folder else config.dataset)
     model, dataset = path.stem.split("-", 1)
-    assert (config.model, config.dataset) == (model, dataset), "configs are named MODEL-DATASET.yaml"
+    # MODEL-DATASET.yaml; a fine-tuning config MODEL-finetune-DATASET.yaml (DATASET 'imagefolder' for your own)
+    dataset = dataset.removeprefix("finetune-" if config.weights else "")
+    assert (config.model, "imagefolder" if own_folder else config.dataset) == (model, dataset), \
+        "configs are named MODEL-DATASET.yaml, fine-tuning ones MODEL-finetune-DATASET.yaml"
 
 
 def test_set_options_read_values_as_yaml():
