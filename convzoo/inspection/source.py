@@ -46,6 +46,9 @@ class ModelSource:
     """``torchvision`` when the weights are torchvision's ImageNet ones (loaded at build time)."""
     dataset_known: bool = True
     """False for a bare state dict given without ``--dataset``: ``config.dataset`` is a guess."""
+    fills_partly: bool = False
+    """True for a bare state dict given with ``--dataset``: the model is built for that
+    dataset, and the weights fill it as far as they fit (a checkpoint must fit exactly)."""
 
     @property
     def is_trained(self) -> bool:
@@ -114,7 +117,7 @@ def resolve_model_source(
 
             names = dataset_class_names(get_dataset_spec(dataset))
         return ModelSource(config, read_state_dict(weights), str(weights), class_names=names,
-                           dataset_known=dataset is not None)
+                           dataset_known=dataset is not None, fills_partly=dataset is not None)
     if not (random_init or for_listing):
         raise ConvzooError(f"--model {model} needs its weights: pass {_one_of(ways[1:] + ways[:1])}.")
     values = {"model": model, "dataset": dataset or "synthetic", "data_dir": data_dir, "conv": conv or "torch"}
@@ -269,6 +272,7 @@ def build_source_model(
 ) -> nn.Module:
     """The model in eval mode on ``device``: with its weights when ``trained``, else as
     initialised under ``seed`` (the same draw the training run started from)."""
+    from convzoo.engine.checkpoint import load_model_state
     from convzoo.engine.setup import build_model, dataset_spec_for
     from convzoo.models.pretrained import load_weights, say_fit
 
@@ -290,10 +294,10 @@ def build_source_model(
         side = image_size or model_input_side(source, spec, pad_to)
         model = build_model(source.config.model, spec, side, model_kwargs=source.config.model_kwargs,
                             conv=source.config.conv)
-        if trained and source.state is not None:
-            # A bare weights file with --dataset: the model is built for that dataset's
-            # classes and channels, and the weights fill it as far as they fit.
+        if trained and source.state is not None and source.fills_partly:
             say_fit(load_weights(model, source.config.model, source.state, source.source))
+        elif trained and source.state is not None:
+            load_model_state(model, source.state, source.source, source.config.model)
     model.to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
