@@ -33,6 +33,11 @@ def train_command(
     sync_bn: Annotated[bool | None, typer.Option("--sync-bn", help="Under torchrun on GPUs, SyncBatchNorm: batch statistics of the global batch.")] = None,
     nproc_per_node: Annotated[int | None, typer.Option("--nproc-per-node", help="Start torchrun with N processes on this machine, each training a replica.")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file.")] = None,
+    freeze: Annotated[str | None, typer.Option("--freeze", help="Fine-tuning: 'backbone' trains the classifier head only; 'none' (default) trains everything.")] = None,
+    freeze_until: Annotated[str | None, typer.Option("--freeze-until", metavar="LAYER", help="Fine-tuning: freeze LAYER and every layer before it (names of `convzoo probe --list-layers`).")] = None,
+    unfreeze_at: Annotated[int | None, typer.Option("--unfreeze-at", metavar="EPOCH", help="Fine-tuning: train every layer from this epoch (1-based) on.")] = None,
+    head_lr_mult: Annotated[float | None, typer.Option("--head-lr-mult", help="The classifier head's learning rate is --lr times this.")] = None,
+    layer_decay: Annotated[float | None, typer.Option("--layer-decay", help="Layer-wise rate decay D in (0, 1]: the block at depth d of N trains at lr x D^(N-d).")] = None,
     conv: ConvOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
@@ -52,6 +57,7 @@ def train_command(
       [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
       [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
+      [bold]convzoo train --model resnet18 --dataset mnist --weights W.pt --freeze backbone --unfreeze-at 3 --layer-decay 0.7[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
     with user_errors(debug, interrupted="checkpoints already written are kept"):
@@ -66,7 +72,8 @@ def train_command(
             "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
             "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
-            "sync_bn": sync_bn,
+            "sync_bn": sync_bn, "freeze": freeze, "freeze_until": freeze_until, "unfreeze_at": unfreeze_at,
+            "head_lr_mult": head_lr_mult, "layer_decay": layer_decay,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})

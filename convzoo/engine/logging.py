@@ -161,6 +161,8 @@ class RunLogger:
         self.writer.add_scalar("accuracy/test", record["test_acc"], step)
         self.writer.add_scalar("accuracy/test_top5", record["test_acc5"], step)
         self.writer.add_scalar("lr", record["lr"], step)
+        for block, rate in record.get("lr_blocks", {}).items():  # fine-tuning's per-block rates
+            self.writer.add_scalar(f"lr/{block}", rate, step)
         self.writer.add_scalar("throughput/images_per_s", record["images_per_s"], step)
         self.writer.flush()
         if self.interactive:
