@@ -172,3 +172,32 @@ def test_fine_tuning_refusals_are_one_line(cli, tmp_path, options, message):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.slow
+def test_unfreezing_under_torchrun_all_reduces_the_backbone_too(tmp_path):
+    """DDP hooks only the parameters that require grad when it is built: the loop builds it
+    again at ``--unfreeze-at``, so the backbone's gradients are averaged over the ranks from
+    then on and the two replicas stay equal (without the rebuild each rank would step its
+    backbone with its own shard's gradient, and the replicas would part)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("finetune_worker.py")
+    records = tmp_path / "records"
+    records.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(worker),
+               str(records), "train", "--model", "resnet20", "--epochs", "2", "--batch-size", "16", "--device", "cpu",
+               "--set", "train_size=64", "--set", "test_size=32", "--freeze", "backbone", "--unfreeze-at", "2",
+               "--out", str(tmp_path / "runs"), "--name", "ddp"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    ranks = [json.loads((records / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    epoch_1, epoch_2 = ranks[0]["sums"]
+    for name in epoch_1:
+        for epoch in (0, 1):
+            assert ranks[1]["sums"][epoch][name] == pytest.approx(ranks[0]["sums"][epoch][name], rel=1e-6, abs=1e-9)
+    backbone = [name for name in epoch_1 if not name.startswith("fc.")]
+    moved = [name for name in backbone if epoch_2[name] != epoch_1[name]]
+    assert len(moved) > len(backbone) // 2
