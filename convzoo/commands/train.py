@@ -133,6 +133,7 @@ def _check_before_launching(config_path: str | None, overrides: dict, flag_names
 
     from convzoo.config import load_config
     from convzoo.engine.runtime import pick_device
+    from convzoo.engine.finetune import check_freezing
     from convzoo.engine.train import auto_resume_folder, check_sync_bn, resume_config
 
     with contextlib.redirect_stderr(io.StringIO()):
@@ -143,3 +144,4 @@ def _check_before_launching(config_path: str | None, overrides: dict, flag_names
             if resume == "auto":
                 auto_resume_folder(config)
     check_sync_bn(config, True, pick_device(config.device))
+    check_freezing(config)

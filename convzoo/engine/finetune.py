@@ -116,6 +116,19 @@ def frozen_modules(model: nn.Module, config: TrainConfig, example: torch.Tensor 
     return frozen
 
 
+def check_freezing(config: TrainConfig) -> None:
+    """``frozen_modules``' refusals (an unknown layer, nothing left to train) on a model
+    built here on the CPU: ``train --nproc-per-node`` asks before starting torchrun, so the
+    error is one line, not one per rank."""
+    if config.freeze == "none" and config.freeze_until is None:
+        return
+    from convzoo.engine.setup import build_model, dataset_spec_for
+
+    spec, pad_to = dataset_spec_for(config)
+    frozen_modules(build_model(config.model, spec, pad_to or spec.image_size, model_kwargs=config.model_kwargs),
+                   config)
+
+
 class Freezing:
     """Which parameters train in each epoch of a run, built once from its config and model.
 

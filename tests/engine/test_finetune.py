@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import require_dataset
 from tests.engine.test_train import stop_after_first_epoch
-from convzoo.config import TrainConfig
+from convzoo.config import TrainConfig, read_yaml
 from convzoo.engine.checkpoint import load_checkpoint
 from convzoo.engine.train import train
 from convzoo.registry import create_model
@@ -68,6 +68,43 @@ def test_freeze_backbone_trains_the_head_only_and_the_checkpoint_evaluates(cli, 
                          "--device", "cpu", "--json")
     assert code == 0, err
     assert len(json.loads(out)["predictions"]) == 2
+    code, out, err = cli("export", "--checkpoint", run_dir / "best.pt", "--format", "torchscript", "--out",
+                         tmp_path / "model.pt", "--json")
+    assert code == 0, err
+
+
+def family_representatives() -> list[str]:
+    from convzoo.registry import get_model_info, list_models
+
+    first: dict[str, str] = {}
+    for name in list_models():
+        first.setdefault(get_model_info(name).family, name)
+    return list(first.values())
+
+
+@pytest.mark.parametrize("model_name", family_representatives())
+def test_every_family_splits_into_blocks_from_stem_to_head(model_name):
+    """Every parameter in one block; the stem (the registry's first convolution) at depth 0,
+    the head at N, depths 0..N without a gap; --freeze backbone leaves exactly the head."""
+    from convzoo.engine.finetune import Freezing, depth_blocks
+    from convzoo.registry import get_model_info
+
+    info = get_model_info(model_name)
+    size = info.input_size[1] if info.fixed_input_size else 28
+    model = create_model(model_name, num_classes=10, in_channels=1, image_size=size)
+    blocks = depth_blocks(model, model_name, torch.zeros(1, 1, size, size))
+    owners = {name for name, module in model.named_modules() if any(True for _ in module.parameters(recurse=False))}
+    assert set(blocks) == owners
+    depths = sorted({depth for depth, _ in blocks.values()})
+    assert depths == list(range(len(depths))) and len(depths) >= 4
+    assert blocks[info.stem] == (0, "stem")
+    assert {name for name, (depth, block) in blocks.items() if block == "head"} == set(info.head)
+    assert all(depth == depths[-1] for depth, block in blocks.values() if block == "head")
+
+    config = TrainConfig(model=model_name, freeze="backbone")
+    Freezing(model, config).set_epoch(model, 0)
+    training = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert training == {name for name, _ in model.named_parameters() if name.rsplit(".", 1)[0] in info.head}
 
 
 def test_freeze_until_a_layer_freezes_it_and_everything_before(data_dir, tmp_path):
@@ -141,6 +178,8 @@ def test_unfreeze_at_trains_the_backbone_from_that_epoch_and_resumes_bit_identic
 
     straight = load_checkpoint(train(config("straight"), quiet=True)["run_dir"] + "/last.pt")["model"]
     stop_after_first_epoch(config("split"), monkeypatch)
+    saved = read_yaml(tmp_path / "runs" / "split" / "config.yaml")
+    assert (saved["freeze"], saved["unfreeze_at"], saved["weights"]) == ("backbone", 2, weights)
     after_epoch_1 = load_checkpoint(tmp_path / "runs" / "split" / "last.pt")["model"]
     parts = ("conv1", "bn1", "layer1", "layer2", "layer3", "fc")
     assert unchanged_and_changed(torch.load(weights), after_epoch_1, parts) == (set(parts) - {"fc"}, {"fc"})
@@ -163,6 +202,7 @@ def test_unfreeze_at_trains_the_backbone_from_that_epoch_and_resumes_bit_identic
     (("--unfreeze-at", "2"), "--unfreeze-at needs something frozen first"),
     (("--freeze", "head"), "--freeze must be one of none, backbone"),
     (("--layer-decay", "1.5"), "--layer-decay must be in (0, 1]"),
+    (("--nproc-per-node", "2", "--freeze-until", "layer9"), "unknown layer 'layer9'"),  # before torchrun starts
 ])
 def test_fine_tuning_refusals_are_one_line(cli, tmp_path, options, message):
     code, out, err = cli("train", "--model", "resnet20", "--epochs", "2", "--batch-size", "32", "--set", "train_size=64",
