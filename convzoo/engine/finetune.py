@@ -179,6 +179,15 @@ class Freezing:
         return f"fine-tuning: {frozen:,} of {total:,} parameters frozen{until}"
 
 
+def rates_line(optimizer: torch.optim.Optimizer) -> str | None:
+    """The blocks' rates as multiples of ``lr`` (``--layer-decay``, ``--head-lr-mult``), for
+    the run's start; None when every group trains at ``lr``."""
+    scales = {group["name"]: group["lr_scale"] for group in optimizer.param_groups if "name" in group}
+    if not scales:
+        return None
+    return "learning rate by block (x lr): " + ", ".join(f"{name} {scale:.3g}" for name, scale in scales.items())
+
+
 def depth_blocks(model: nn.Module, model_name: str, example: torch.Tensor) -> dict[str, tuple[int, str]]:
     """``{module name: (depth, block name)}`` for every module that holds parameters: the
     blocks of layer-wise learning-rate decay, from the stem (depth 0) to the head (depth N).
@@ -223,8 +232,8 @@ def rate_blocks(model: nn.Module, config: TrainConfig,
     """``[(block name, rate multiplier, parameters)]`` from the stem to the head, or None
     when every parameter trains at ``lr`` (no ``head_lr_mult``, no ``layer_decay``).
 
-    Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA, appendix; Bao et al. 2021,
-    BEiT, section 2.6; timm's ``param_groups_layer_decay``): with N the head's depth, the
+    Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA; Bao et al. 2021, BEiT; timm's
+    ``param_groups_layer_decay``): with N the head's depth, the
     block at depth d trains at ``lr * layer_decay ** (N - d)``, so the layers nearest the
     input, which transfer best, move least. The head trains at ``lr * head_lr_mult``.
     Every parameter is in a block, frozen ones too (see the module docstring).

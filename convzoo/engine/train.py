@@ -32,7 +32,7 @@ from convzoo.engine.checkpoint import (
 from convzoo.engine.divergence import DivergenceGuard
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
-from convzoo.engine.finetune import Freezing
+from convzoo.engine.finetune import Freezing, rates_line
 from convzoo.engine.optim import (
     block_rates, build_optimizer, build_scheduler, load_optimizer_state, scheduled_rate, warmup_steps_of,
 )
@@ -383,7 +383,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         )
     if checkpoint is None and (summary := recipe_summary(config, get_model_info(config.model).recipe)):
         logger.message(summary)
-    for line in (freezing.describe(model), _rates_line(optimizer)):
+    for line in (freezing.describe(model), rates_line(optimizer)):
         if line:
             logger.message(line)
     if restart_note:
@@ -503,10 +503,12 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 "epoch": epoch + 1, "epochs": config.epochs,
                 "train_loss": train_loss, "train_acc": correct_total / seen_total,
                 "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
-                "lr": scheduled_rate(optimizer), **({"lr_blocks": rates} if (rates := block_rates(optimizer)) else {}),
+                "lr": scheduled_rate(optimizer),
                 "train_images": int(seen_total), "test_images": test["n"],
                 "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
             }
+            if rates := block_rates(optimizer):  # --layer-decay, --head-lr-mult
+                record["lr_blocks"] = rates
             logger.log_epoch(record)
             guard.after_evaluation(test["loss"], epoch + 1)
             if runtime.is_main:
@@ -524,14 +526,6 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     }
     logger.close(hparams=config.to_dict(), metrics={"best_acc": best_acc, "final_acc": result["final_acc"]})
     return result
-
-
-def _rates_line(optimizer: torch.optim.Optimizer) -> str | None:
-    """The blocks' peak rates (``--layer-decay``, ``--head-lr-mult``), for the run's start."""
-    scales = {group["name"]: group["lr_scale"] for group in optimizer.param_groups if "name" in group}
-    if not scales:
-        return None
-    return "learning rate by block (x lr): " + ", ".join(f"{name} {scale:.3g}" for name, scale in scales.items())
 
 
 def _already_complete(config: TrainConfig, run_dir: Path, checkpoint: dict, runtime: Runtime, quiet: bool) -> dict[str, Any]:
