@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CONV_IMPLEMENTATIONS = ("torch", "scratch")
+FREEZE_CHOICES = ("none", "backbone")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile``'s modes (``torch._inductor.list_mode_options``)."""
 _YAML11_EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
@@ -74,6 +75,20 @@ class TrainConfig:
     when training from ``--weights torchvision`` on 3-channel images (the weights expect them)."""
     std: list[float] | None = None
     """Per-channel standard deviation, as ``mean``."""
+    freeze: str = "none"
+    """Fine-tuning: ``backbone`` trains only the classifier head (``ModelInfo.head``); see
+    ``convzoo.engine.finetune``."""
+    freeze_until: str | None = None
+    """Fine-tuning: freeze this layer (a name of ``convzoo probe --list-layers``) and every
+    layer before it in forward order."""
+    unfreeze_at: int | None = None
+    """Fine-tuning: train every parameter from this epoch (1-based) on: the two-stage
+    schedule of head first, then everything."""
+    head_lr_mult: float = 1.0
+    """The classifier head's learning rate is ``lr`` times this."""
+    layer_decay: float | None = None
+    """Layer-wise learning-rate decay (BEiT, Bao et al. 2021): the block at depth d of N trains
+    at ``lr * layer_decay ** (N - d)``; see ``convzoo.engine.finetune.depth_blocks``."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra arguments for the model's builder, e.g. ``{width_mult: 0.5}``."""
     image_size: int | None = None
@@ -133,6 +148,7 @@ RUN_DEFINING_KEYS = (
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
     "train_size", "test_size", "augment", "grad_clip", "ema", "ema_every", "ema_warmup",
     "mixup", "cutmix", "mix_prob", "mix_switch_prob", "drop_path", "mean", "std",
+    "freeze", "freeze_until", "unfreeze_at", "head_lr_mult", "layer_decay",
 )
 
 
@@ -229,11 +245,33 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         value = getattr(config, key)
         if value is not None and value < 1:
             raise bad(key, f"must be at least 1, got {value}.")
+    _check_fine_tuning(config, bad, key_sources)
     if config.checkpoint_every is not None:
         try:
             parse_checkpoint_every(config.checkpoint_every)
         except ValueError as error:
             raise bad("checkpoint_every", str(error)) from None
+
+
+def _check_fine_tuning(config: TrainConfig, bad: Any, key_sources: dict[str, str] | None) -> None:
+    """The fine-tuning keys that can be checked without the model (layer names are checked
+    when the run builds it: ``convzoo.engine.finetune``)."""
+    if config.freeze not in FREEZE_CHOICES:
+        raise bad("freeze", f"must be one of {', '.join(FREEZE_CHOICES)}, got {config.freeze!r} "
+                            "(to freeze up to a layer, use --freeze-until LAYER).")
+    if config.freeze != "none" and config.freeze_until is not None:
+        raise bad("freeze_until", f"and freeze {config.freeze!r} both say what to freeze; give one of them.")
+    if config.unfreeze_at is not None:
+        if config.freeze == "none" and config.freeze_until is None:
+            raise bad("unfreeze_at", "needs something frozen first: add --freeze backbone or --freeze-until LAYER.")
+        if not 2 <= config.unfreeze_at <= config.epochs:
+            epochs_from = (key_sources or {}).get("epochs")
+            raise bad("unfreeze_at", f"must be an epoch from 2 to the run's {config.epochs}"
+                                     f"{f' ({epochs_from})' if epochs_from else ''}, got {config.unfreeze_at}.")
+    if config.head_lr_mult <= 0:
+        raise bad("head_lr_mult", f"must be positive, got {config.head_lr_mult}.")
+    if config.layer_decay is not None and not 0 < config.layer_decay <= 1:
+        raise bad("layer_decay", f"must be in (0, 1], got {config.layer_decay}.")
 
 
 def parse_checkpoint_every(value: int | str) -> tuple[int | None, float | None]:

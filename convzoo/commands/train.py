@@ -42,6 +42,11 @@ def train_command(
     drop_path: Annotated[float | None, typer.Option("--drop-path", metavar="RATE", help="Stochastic depth: skip residual block l of L with probability RATE*l/L in training, e.g. 0.1 (default 0: off).")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="Start from 'torchvision' ImageNet weights or a state-dict file; a head for other classes, a first convolution for other channels or a small-input stem start fresh or are adapted.")] = None,
     weights_strict: Annotated[str | None, typer.Option("--weights-strict", metavar="true|false", help="false: layers of --weights that do not fit beyond the head and stem start fresh instead of stopping the run (default true).")] = None,
+    freeze: Annotated[str | None, typer.Option("--freeze", help="Fine-tuning: 'backbone' trains the classifier head only; 'none' (default) trains everything.")] = None,
+    freeze_until: Annotated[str | None, typer.Option("--freeze-until", metavar="LAYER", help="Fine-tuning: freeze LAYER and every layer before it (names of `convzoo probe --list-layers`).")] = None,
+    unfreeze_at: Annotated[int | None, typer.Option("--unfreeze-at", metavar="EPOCH", help="Fine-tuning: train every layer from this epoch (1-based) on.")] = None,
+    head_lr_mult: Annotated[float | None, typer.Option("--head-lr-mult", help="The classifier head's learning rate is --lr times this.")] = None,
+    layer_decay: Annotated[float | None, typer.Option("--layer-decay", help="Layer-wise rate decay D in (0, 1]: the block at depth d of N trains at lr x D^(N-d).")] = None,
     conv: ConvOption = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
@@ -62,6 +67,7 @@ def train_command(
       [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
       [bold]convzoo train --model resnet18 --weights torchvision --dataset imagefolder:photos --epochs 3[/bold]  (fine-tune: a fresh head for its classes)
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
+      [bold]convzoo train --model resnet18 --dataset mnist --weights W.pt --freeze backbone --unfreeze-at 3 --layer-decay 0.7[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
     with user_errors(debug, interrupted="checkpoints already written are kept"):
@@ -80,6 +86,8 @@ def train_command(
             "mixup": mixup, "cutmix": cutmix, "mix_prob": mix_prob, "mix_switch_prob": mix_switch_prob,
             "drop_path": drop_path,
             "weights_strict": _true_or_false("--weights-strict", weights_strict),
+            "freeze": freeze, "freeze_until": freeze_until, "unfreeze_at": unfreeze_at,
+            "head_lr_mult": head_lr_mult, "layer_decay": layer_decay,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
@@ -151,6 +159,7 @@ def _check_before_launching(config_path: str | None, overrides: dict, flag_names
 
     from convzoo.config import load_config
     from convzoo.engine.runtime import pick_device
+    from convzoo.engine.finetune import check_freezing
     from convzoo.engine.train import auto_resume_folder, check_sync_bn, resume_config
 
     with contextlib.redirect_stderr(io.StringIO()):
@@ -161,3 +170,4 @@ def _check_before_launching(config_path: str | None, overrides: dict, flag_names
             if resume == "auto":
                 auto_resume_folder(config)
     check_sync_bn(config, True, pick_device(config.device))
+    check_freezing(config)

@@ -165,6 +165,8 @@ class RunLogger:
         if "ema_test_acc" in record:
             self.writer.add_scalar("accuracy/test_ema", record["ema_test_acc"], step)
         self.writer.add_scalar("lr", record["lr"], step)
+        for block, rate in record.get("lr_blocks", {}).items():  # fine-tuning's per-block rates
+            self.writer.add_scalar(f"lr/{block}", rate, step)
         self.writer.add_scalar("throughput/images_per_s", record["images_per_s"], step)
         self.writer.flush()
         if self.interactive:

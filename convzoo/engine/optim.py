@@ -17,27 +17,58 @@ import torch
 from convzoo.config import TrainConfig
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+def parameter_groups(model: torch.nn.Module, weight_decay: float, lr: float | None = None,
+                     rate_blocks: list[tuple[str, float, list[torch.nn.Parameter]]] | None = None) -> list[dict]:
     """Weight decay on weights only: biases and normalisation scales are not decayed,
-    as in the training recipes of torchvision and timm."""
-    decayed, undecayed = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (decayed if parameter.ndim > 1 else undecayed).append(parameter)
-    return [{"params": decayed, "weight_decay": weight_decay}, {"params": undecayed, "weight_decay": 0.0}]
+    as in the training recipes of torchvision and timm.
+
+    With ``rate_blocks`` (fine-tuning's per-block rates, ``engine.finetune.rate_blocks``)
+    each block gets its two groups, named after it, at ``lr`` times its ``lr_scale``; the
+    schedules scale every group's rate alike.
+    """
+    if rate_blocks is None:
+        rate_blocks = [(None, 1.0, list(model.parameters()))]
+    groups = []
+    for name, scale, parameters in rate_blocks:
+        decayed = [parameter for parameter in parameters if parameter.ndim > 1]
+        undecayed = [parameter for parameter in parameters if parameter.ndim <= 1]
+        for members, decay in ((decayed, weight_decay), (undecayed, 0.0)):
+            if name is None:
+                groups.append({"params": members, "weight_decay": decay})
+            elif members:
+                groups.append({"params": members, "weight_decay": decay, "lr": lr * scale, "lr_scale": scale,
+                               "name": name})
+    return groups
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW over ``parameter_groups``; on CUDA with fused steps (``fast_path``)."""
-    from convzoo.engine.fast_path import fused_optimizer_kwargs
+    """SGD or AdamW over ``parameter_groups``; on CUDA with fused steps (``fast_path``).
 
-    groups = parameter_groups(model, config.weight_decay)
+    Every parameter is in a group, frozen ones too (``engine.finetune``): torch's optimisers
+    skip a parameter without a gradient, and one unfrozen later steps from then on.
+    """
+    from convzoo.engine.fast_path import fused_optimizer_kwargs
+    from convzoo.engine.finetune import rate_blocks
+
+    groups = parameter_groups(model, config.weight_decay, config.lr, rate_blocks(model, config))
     parameters = [parameter for group in groups for parameter in group["params"]]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0,
                                **fused_optimizer_kwargs(parameters, torch.optim.SGD))
     return torch.optim.AdamW(groups, lr=config.lr, **fused_optimizer_kwargs(parameters, torch.optim.AdamW))
+
+
+def scheduled_rate(optimizer: torch.optim.Optimizer) -> float:
+    """The schedule's rate now, before any group's own multiplier: the ``lr`` of the logs."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / group.get("lr_scale", 1.0)
+
+
+def block_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Each named block's rate now (``{"stem": ..., "layer1": ..., "head": ...}``); empty
+    when every group trains at the schedule's rate."""
+    return {group["name"]: group["lr"] for group in optimizer.param_groups if "name" in group}
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -122,7 +153,8 @@ def build_scheduler(
             warm = 1.5
         pct_start = min(warm / total_steps, 1.0)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=pct_start,
+            optimizer, max_lr=[config.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
+            total_steps=total_steps, pct_start=pct_start,
             cycle_momentum=config.optimizer == "sgd" and config.momentum > 0, last_epoch=last_step,
         )
     return torch.optim.lr_scheduler.LambdaLR(

@@ -34,7 +34,10 @@ from convzoo.engine.divergence import DivergenceGuard
 from convzoo.engine.ema import best_state, better_of, build_weight_average, ema_record
 from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
 from convzoo.engine.logging import RunLogger
-from convzoo.engine.optim import build_optimizer, build_scheduler, load_optimizer_state, warmup_steps_of
+from convzoo.engine.finetune import Freezing, rates_line
+from convzoo.engine.optim import (
+    block_rates, build_optimizer, build_scheduler, load_optimizer_state, scheduled_rate, warmup_steps_of,
+)
 from convzoo.engine.run_dir import (
     claim_run_dir, dataset_label, hold_run_dir, release_run_dir, run_folder_path, timestamped_name,
 )
@@ -342,30 +345,40 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     model = to_memory_format(model, channels_last_for(config, device))
     aux_weight = float(getattr(model, "aux_loss_weight", 0.0))
     optimizer = build_optimizer(model, config)
+    # After the optimiser, whose groups hold every parameter, frozen or not (engine/finetune.py).
+    freezing = Freezing(model, config)
     start_epoch, best_acc, best_epoch = 0, -1.0, 0
     if checkpoint is not None:
         load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
         load_optimizer_state(optimizer, checkpoint["optimizer"])
         start_epoch, best_acc, best_epoch = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["best_epoch"]
     ema = build_weight_average(config, model, checkpoint)  # of the unwrapped model, before DDP and compile
+    freezing.set_epoch(model, start_epoch)  # a run resumed past --unfreeze-at starts unfrozen
     # Rebuilt, not loaded: with another number of processes an epoch has another number of
     # steps, and the schedule must still end with the last one (see engine/optim.py).
     steps_per_epoch = len(loaders.train)
     resume_step, restart_note = resume_position(checkpoint, runtime, steps_per_epoch)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch, start_step=start_epoch * steps_per_epoch + resume_step)
-    train_model = model
-    if runtime.distributed:
-        from torch.nn.parallel import DistributedDataParallel
+    if runtime.distributed and config.sync_bn:
+        # Same parameter objects in new modules: the optimiser built above still holds them.
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
-        if config.sync_bn:
-            # Same parameter objects in new modules: the optimiser built above still holds them.
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile or config.compile_mode:
-        # After DDP, as PyTorch's DDP notes advise; checkpoints keep saving ``model``. The
-        # first step's time is logged through ``logger``, which exists by then.
-        train_model = compile_model(train_model, device, config.compile_mode, lambda seconds: logger.message(
-            f"torch.compile: first step took {seconds:.1f}s, compilation included"))
+    def wrapped_for_training(model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in DDP and compiled, as asked; built again when ``--unfreeze-at`` comes,
+        since DDP hooks only the parameters that require grad when it is built."""
+        wrapped = model
+        if runtime.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if config.compile or config.compile_mode:
+            # After DDP, as PyTorch's DDP notes advise; checkpoints keep saving ``model``. The
+            # first step's time is logged through ``logger``, which exists by then.
+            wrapped = compile_model(wrapped, device, config.compile_mode, lambda seconds: logger.message(
+                f"torch.compile: first step took {seconds:.1f}s, compilation included"))
+        return wrapped
+
+    train_model = wrapped_for_training(model)
 
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -390,6 +403,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     if mixer is not None:
         logger.message(f"{mixer.describe()}: training loss against the mixed targets, training accuracy against "
                        "each image's dominant label")
+    for line in (freezing.describe(model), rates_line(optimizer)):
+        if line:
+            logger.message(line)
     if restart_note:
         logger.message(restart_note)
     elif resume_step:
@@ -442,7 +458,10 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         for epoch in range(start_epoch, config.epochs):
             first_step = resume_step if epoch == start_epoch else 0
             loaders.train.set_epoch(epoch, first_step)
-            train_model.train()
+            if freezing.set_epoch(model, epoch):
+                logger.message(f"epoch {epoch + 1}: every parameter trains from now on (--unfreeze-at {epoch + 1})")
+                train_model = wrapped_for_training(model)
+            freezing.train_mode(train_model, model)  # train(), with frozen BatchNorm statistics kept
             loss_sum, correct, seen, epoch_time_before = restored_running_sums(checkpoint, first_step, runtime)
             seen_before = seen
             progress = logger.progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", start=first_step)
@@ -476,7 +495,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 if progress.due(step):  # reading the running numbers syncs with the device: only when shown
                     rate = (seen - seen_before) / max(time.perf_counter() - started, 1e-9)
                     progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  acc {100 * correct.item() / seen:.2f}%  "
-                                              f"lr {scheduler.get_last_lr()[0]:.3g}  {rate:,.0f} img/s")
+                                              f"lr {scheduled_rate(optimizer):.3g}  {rate:,.0f} img/s")
                 if step + 1 == steps_per_epoch:
                     continue  # the epoch's own checkpoint follows
                 write, stop = schedule.after_step(epoch * steps_per_epoch + step + 1)
@@ -519,11 +538,13 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 "train_loss": train_loss, "train_acc": correct_total / seen_total,
                 **({"train_acc_of": "dominant label"} if mixer is not None else {}),
                 "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
-                "lr": scheduler.get_last_lr()[0],
+                "lr": scheduled_rate(optimizer),
                 "train_images": int(seen_total), "test_images": test["n"],
                 "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
                 **ema_record(ema_test, better),
             }
+            if rates := block_rates(optimizer):  # --layer-decay, --head-lr-mult
+                record["lr_blocks"] = rates
             logger.log_epoch(record)
             guard.after_evaluation(test["loss"], epoch + 1)
             if runtime.is_main:

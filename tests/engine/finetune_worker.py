@@ -1,0 +1,43 @@
+"""One torchrun worker for the fine-tuning DDP test in tests/engine/test_finetune.py (not a
+test module itself).
+
+    torchrun --standalone --nproc-per-node 2 finetune_worker.py RECORDS ARGS
+
+Runs ``convzoo ARGS`` and writes RECORDS/rank<N>.json: its exit code and, at every epoch's
+evaluation, the sum of each parameter of the model this rank trains, so the test can see
+that the ranks stayed replicas and which parameters moved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import convzoo.cli
+import convzoo.engine.train as engine
+
+
+def main() -> None:
+    records_dir, *args = sys.argv[1:]
+    sums: list[dict[str, float]] = []
+    evaluate = engine.evaluate
+
+    def evaluate_and_record(model, *rest, **options):
+        sums.append({name: float(parameter.double().sum()) for name, parameter in model.named_parameters()})
+        return evaluate(model, *rest, **options)
+
+    engine.evaluate = evaluate_and_record
+    sys.argv = ["convzoo", *args]
+    try:
+        convzoo.cli.main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    Path(records_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"exit_code": code, "sums": sums}))
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
