@@ -50,6 +50,14 @@ class TrainConfig:
     """Clip the global gradient norm to this value; none when unset."""
     augment: bool = True
     """The dataset's standard training augmentation (crop and flip for CIFAR and images)."""
+    auto_augment: str | None = None
+    """An augmentation policy for training images, after ``augment``'s crop and flip:
+    ``trivialaugment`` (TrivialAugment-Wide), ``randaugment`` or ``randaugment:N:M`` (N ops of
+    magnitude M of 30; 2 and 9 by default) or ``autoaugment`` (the ImageNet policy); see
+    ``parse_auto_augment``. In-memory datasets draw it per image, batched on the device."""
+    random_erasing: float = 0.0
+    """Random erasing (Zhong et al. 2020): the probability that a training image has a
+    rectangle (2-33 % of its area) filled with per-pixel normal noise, after normalisation."""
     device: str = "auto"
     amp: bool = True
     """bf16 autocast on CUDA; ignored on CPU, where it would only slow training."""
@@ -103,7 +111,7 @@ RUN_DEFINING_KEYS = (
     "model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule",
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
-    "train_size", "test_size", "augment", "grad_clip",
+    "train_size", "test_size", "augment", "grad_clip", "auto_augment", "random_erasing",
 )
 
 
@@ -179,11 +187,39 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         value = getattr(config, key)
         if value is not None and value < 1:
             raise bad(key, f"must be at least 1, got {value}.")
+    if config.auto_augment is not None:
+        try:
+            parse_auto_augment(config.auto_augment)
+        except ValueError as error:
+            raise bad("auto_augment", str(error)) from None
+    if not 0 <= config.random_erasing <= 1:
+        raise bad("random_erasing", f"must be a probability in [0, 1], got {config.random_erasing}.")
     if config.checkpoint_every is not None:
         try:
             parse_checkpoint_every(config.checkpoint_every)
         except ValueError as error:
             raise bad("checkpoint_every", str(error)) from None
+
+
+AUTO_AUGMENT_POLICIES = ("trivialaugment", "randaugment[:N:M]", "autoaugment")
+RANDAUGMENT_DEFAULT = (2, 9)
+"""torchvision's RandAugment defaults: 2 ops of magnitude 9 (of 30 bins)."""
+
+
+def parse_auto_augment(value: str) -> tuple[str, int, int]:
+    """``auto_augment`` as ``(policy, num_ops, magnitude)``: ``randaugment:N:M`` gives N ops
+    of magnitude bin M (0-30); the other policies fix their own (``(name, 1, 0)``)."""
+    name, _, arguments = value.strip().lower().partition(":")
+    if name in ("trivialaugment", "autoaugment") and not arguments:
+        return name, 1, 0
+    if name == "randaugment":
+        if not arguments:
+            return (name, *RANDAUGMENT_DEFAULT)
+        parts = arguments.split(":")
+        if len(parts) == 2 and all(part.isdigit() for part in parts) and int(parts[0]) >= 1 and int(parts[1]) <= 30:
+            return name, int(parts[0]), int(parts[1])
+        raise ValueError(f"randaugment takes :N:M, N >= 1 ops of magnitude M in 0-30 (randaugment:2:9), got {value!r}.")
+    raise ValueError(f"must be one of {', '.join(AUTO_AUGMENT_POLICIES)}, got {value!r}.")
 
 
 def parse_checkpoint_every(value: int | str) -> tuple[int | None, float | None]:

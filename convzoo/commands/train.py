@@ -37,6 +37,8 @@ def train_command(
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     compile_mode: CompileModeOption = None,
+    auto_augment: Annotated[str | None, typer.Option("--auto-augment", help="Per-image augmentation policy: trivialaugment, randaugment[:N:M] or autoaugment (ImageNet policy).")] = None,
+    random_erasing: Annotated[float | None, typer.Option("--random-erasing", help="Probability that a training image gets a rectangle of noise (random erasing), e.g. 0.25.")] = None,
     set_values: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE",
         help="Set any config key, e.g. --set warmup_epochs=0 --set train_size=5000 (repeatable; "
@@ -51,6 +53,7 @@ def train_command(
       [bold]convzoo train --model lenet5[/bold]  (built-in synthetic data, no download)
       [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
       [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
+      [bold]convzoo train --model resnet20 --dataset cifar10 --auto-augment trivialaugment --random-erasing 0.25[/bold]
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
     """
@@ -66,7 +69,7 @@ def train_command(
             "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
             "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
-            "sync_bn": sync_bn,
+            "sync_bn": sync_bn, "auto_augment": auto_augment, "random_erasing": random_erasing,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})
