@@ -135,9 +135,9 @@ class InMemoryLoader:
             order = order[: self.num_samples * self.world_size]
         return order[self.rank :: self.world_size]
 
-    def _generator(self, purpose: str, *parts: int) -> torch.Generator:
-        """A CPU generator seeded for ``purpose`` in this epoch on this rank (``parts``: more)."""
-        return torch.Generator().manual_seed(derived_seed(self.seed, purpose, self.epoch, self.rank, *parts))
+    def _generator(self, purpose: str) -> torch.Generator:
+        """A CPU generator seeded for ``purpose`` in this epoch on this rank."""
+        return torch.Generator().manual_seed(derived_seed(self.seed, purpose, self.epoch, self.rank))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
