@@ -58,6 +58,11 @@ class TrainConfig:
     random_erasing: float = 0.0
     """Random erasing (Zhong et al. 2020): the probability that a training image has a
     rectangle (2-33 % of its area) filled with per-pixel normal noise, after normalisation."""
+    repeated_aug: int = 1
+    """Repeated augmentation (Hoffer et al. 2020; timm's ``RepeatAugSampler``): each image of
+    an epoch's order N times in a row, dealt to consecutive ranks under torchrun (one process:
+    N copies in the same batch), each augmented its own way; the epoch keeps its length, so it
+    holds 1/N of the images. 1: off."""
     device: str = "auto"
     amp: bool = True
     """bf16 autocast on CUDA; ignored on CPU, where it would only slow training."""
@@ -112,6 +117,7 @@ RUN_DEFINING_KEYS = (
     "warmup_epochs", "step_size", "gamma", "weight_decay", "momentum", "nesterov",
     "label_smoothing", "seed", "conv", "model_kwargs", "image_size", "in_channels",
     "train_size", "test_size", "augment", "grad_clip", "auto_augment", "random_erasing",
+    "repeated_aug",
 )
 
 
@@ -163,7 +169,7 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:
             raise bad(key, f"must be one of {', '.join(allowed)}, got {getattr(config, key)!r}.")
-    for key in ("epochs", "batch_size", "eval_batch_size", "step_size", "log_interval"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "step_size", "log_interval", "repeated_aug"):
         if getattr(config, key) < 1:
             raise bad(key, f"must be at least 1, got {getattr(config, key)}.")
     for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "num_workers"):

@@ -39,6 +39,7 @@ def train_command(
     compile_mode: CompileModeOption = None,
     auto_augment: Annotated[str | None, typer.Option("--auto-augment", help="Per-image augmentation policy: trivialaugment, randaugment[:N:M] or autoaugment (ImageNet policy).")] = None,
     random_erasing: Annotated[float | None, typer.Option("--random-erasing", help="Probability that a training image gets a rectangle of noise (random erasing), e.g. 0.25.")] = None,
+    repeated_aug: Annotated[int | None, typer.Option("--repeated-aug", help="Repeated augmentation: each image N times per epoch, on N ranks under torchrun, augmented apart; epoch length kept.")] = None,
     set_values: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE",
         help="Set any config key, e.g. --set warmup_epochs=0 --set train_size=5000 (repeatable; "
@@ -70,6 +71,7 @@ def train_command(
             "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
             "sync_bn": sync_bn, "auto_augment": auto_augment, "random_erasing": random_erasing,
+            "repeated_aug": repeated_aug,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})

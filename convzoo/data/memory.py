@@ -66,6 +66,8 @@ class InMemoryLoader:
     """Yields normalised float batches ``(images, labels)`` from uint8 tensors on a device.
 
     ``rank``/``world_size`` give each DDP process a disjoint shard of every epoch's order.
+    ``repeats`` > 1 puts each image that many times in a row in the order, before it is dealt
+    out, so consecutive ranks get the same image (repeated augmentation, ``TrainConfig.repeated_aug``).
     With ``drop_last`` (training) the shards have equal length, the order cut to a multiple
     of ``world_size`` as ``DistributedSampler`` does, so every rank takes the same number of
     steps; without it (evaluation) every image is in exactly one shard.
@@ -89,6 +91,7 @@ class InMemoryLoader:
         channels_last: bool = False,
         auto_augment: tuple[str, int, int] | None = None,
         random_erasing: float = 0.0,
+        repeats: int = 1,
     ) -> None:
         device = torch.device(device)
         self.images = images.to(device, non_blocking=True)
@@ -100,7 +103,7 @@ class InMemoryLoader:
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
-        self.auto_augment, self.random_erasing = auto_augment, random_erasing
+        self.auto_augment, self.random_erasing, self.repeats = auto_augment, random_erasing, repeats
         self.epoch, self.start_step = 0, 0
         # (x / 255 - mean) / std as one multiply-add on the uint8 batch.
         std_tensor = torch.tensor(std, device=device).view(1, -1, 1, 1)
@@ -131,6 +134,8 @@ class InMemoryLoader:
             order = torch.randperm(total, generator=generator)
         else:
             order = torch.arange(total)
+        if self.repeats > 1:
+            order = order.repeat_interleave(self.repeats)[:total]
         if self.drop_last:
             order = order[: self.num_samples * self.world_size]
         return order[self.rank :: self.world_size]

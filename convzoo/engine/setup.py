@@ -84,6 +84,7 @@ def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torc
         test_only=test_only,
         auto_augment=config.auto_augment,
         random_erasing=config.random_erasing,
+        repeated_aug=config.repeated_aug,
     )
 
 

@@ -177,3 +177,52 @@ def test_bad_policies_are_refused(text):
     with pytest.raises(ValueError, match="randaugment"):
         parse_auto_augment(text)
 
+
+
+def test_repeated_augmentation_deals_each_image_to_consecutive_ranks_augmented_apart():
+    """Two ranks, each image twice in a row: rank 0 and rank 1 train on the same images in the
+    same steps, each augmenting them its own way, and each rank's epoch keeps its length."""
+    images, labels = photos(128, 3, 16), torch.arange(128)
+
+    def rank_batches(rank, world_size, repeats):
+        loader = InMemoryLoader(images, labels, batch_size=16, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True,
+                                drop_last=True, rank=rank, world_size=world_size, repeats=repeats,
+                                augmentation="crop_flip", auto_augment=parse_auto_augment("trivialaugment"))
+        loader.set_epoch(2)
+        return len(loader), list(loader)
+
+    steps, rank0 = rank_batches(0, 2, 2)
+    _, rank1 = rank_batches(1, 2, 2)
+    assert steps == rank_batches(0, 2, 1)[0] == 4
+    for (images0, labels0), (images1, labels1) in zip(rank0, rank1):
+        assert torch.equal(labels0, labels1) and not torch.equal(images0, images1)
+    seen = torch.cat([labels for _, labels in rank0])
+    assert len(seen.unique()) == 64  # half the images, each on both ranks
+
+    _, alone = rank_batches(0, 1, 2)  # one process: the copies side by side in one batch
+    for batch, labels in alone:
+        assert torch.equal(labels[0::2], labels[1::2])
+        assert any(not torch.equal(a, b) for a, b in zip(batch[0::2], batch[1::2]))
+
+
+def test_repeated_augmentation_samples_each_copy_of_a_folder_image_with_its_own_seed():
+    from convzoo.data.resumable import ResumableSampler, SeededPerSample
+
+    class Draws(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, index):
+            return index, torch.rand(()).item()
+
+    dataset = SeededPerSample(Draws(), seed=0)
+    shards = []
+    for rank in (0, 1):
+        sampler = ResumableSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=0, drop_last=True, repeats=2)
+        sampler.set_epoch(1)
+        shards.append([dataset[key] for key in sampler])
+    assert len(shards[0]) == len(shards[1]) == 5
+    for (index0, draw0), (index1, draw1) in zip(*shards):
+        assert index0 == index1 and draw0 != draw1
+    sampler.set_epoch(1, start=2)
+    assert [dataset[key] for key in sampler] == shards[1][2:]
