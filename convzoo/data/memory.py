@@ -8,8 +8,8 @@ by (seed, epoch), the same on every rank, so a resumed run sees exactly the batc
 uninterrupted one would and each DDP rank takes its own shard of one order; crops and
 flips come from a generator seeded by (seed, epoch, rank), so ranks augment differently,
 and so do the per-image ops of an ``auto_augment`` policy and the boxes of random erasing
-(data/batched_augment.py). All are drawn once per epoch and sent to the device without blocking: a batch
-never waits for the host. ``set_epoch(epoch, start_step)`` starts an epoch at a later
+(data/batched_augment.py). All are drawn once per epoch and sent to the device without
+blocking: a batch never waits for the host. ``set_epoch(epoch, start_step)`` starts an epoch at a later
 batch (a run resumed from a mid-epoch checkpoint), which is then exactly the batch an
 uninterrupted epoch would have yielded there.
 """
