@@ -226,3 +226,17 @@ def test_repeated_augmentation_samples_each_copy_of_a_folder_image_with_its_own_
         assert index0 == index1 and draw0 != draw1
     sampler.set_epoch(1, start=2)
     assert [dataset[key] for key in sampler] == shards[1][2:]
+
+
+@pytest.mark.cuda
+def test_the_plan_and_erasing_give_the_cpus_images_on_a_gpu():
+    images = photos(64, 3, 24)
+    plan = EpochPolicy.draw(parse_auto_augment("randaugment:2:15"), 64, 32, 24, 24, torch.Generator().manual_seed(0))
+    on_cpu = torch.cat([plan.apply(images[:32], 0), plan.apply(images[32:], 1)])
+    on_gpu = plan.to(torch.device("cuda"))
+    gpu_images = images.cuda()
+    on_cuda = torch.cat([on_gpu.apply(gpu_images[:32], 0), on_gpu.apply(gpu_images[32:], 1)]).cpu()
+    assert on_cuda.dtype == torch.uint8 and (on_cuda != on_cpu).float().mean() <= 0.01
+    boxes = draw_erasing(64, 1.0, 24, 24, torch.Generator().manual_seed(0)).cuda()
+    erased = erase(gpu_images.float(), boxes, torch.Generator("cuda").manual_seed(0))
+    assert torch.equal((erased != gpu_images.float()).sum(dim=(1, 2, 3)).cpu(), 3 * (boxes[:, 2] * boxes[:, 3]).cpu())
