@@ -51,6 +51,19 @@ class TrainConfig:
     """Clip the global gradient norm to this value; none when unset."""
     augment: bool = True
     """The dataset's standard training augmentation (crop and flip for CIFAR and images)."""
+    auto_augment: str | None = None
+    """An augmentation policy for training images, after ``augment``'s crop and flip:
+    ``trivialaugment`` (TrivialAugment-Wide), ``randaugment`` or ``randaugment:N:M`` (N ops of
+    magnitude M of 30; 2 and 9 by default) or ``autoaugment`` (the ImageNet policy); see
+    ``parse_auto_augment``. In-memory datasets draw it per image, batched on the device."""
+    random_erasing: float = 0.0
+    """Random erasing (Zhong et al. 2020): the probability that a training image has a
+    rectangle (2-33 % of its area) filled with per-pixel normal noise, after normalisation."""
+    repeated_aug: int = 1
+    """Repeated augmentation (Hoffer et al. 2020; timm's ``RepeatAugSampler``): each image of
+    an epoch's order N times in a row, dealt to consecutive ranks under torchrun (one process:
+    N copies in the same batch), each augmented its own way; the epoch keeps its length, so it
+    holds 1/N of the images. 1: off."""
     device: str = "auto"
     amp: bool = True
     """bf16 autocast on CUDA; ignored on CPU, where it would only slow training."""
@@ -149,6 +162,7 @@ RUN_DEFINING_KEYS = (
     "train_size", "test_size", "augment", "grad_clip", "ema", "ema_every", "ema_warmup",
     "mixup", "cutmix", "mix_prob", "mix_switch_prob", "drop_path", "mean", "std",
     "freeze", "freeze_until", "unfreeze_at", "head_lr_mult", "layer_decay",
+    "auto_augment", "random_erasing", "repeated_aug",
 )
 
 
@@ -207,7 +221,7 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:
             raise bad(key, f"must be one of {', '.join(allowed)}, got {getattr(config, key)!r}.")
-    for key in ("epochs", "batch_size", "eval_batch_size", "step_size", "log_interval"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "step_size", "log_interval", "repeated_aug"):
         if getattr(config, key) < 1:
             raise bad(key, f"must be at least 1, got {getattr(config, key)}.")
     for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "num_workers"):
@@ -246,6 +260,13 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
         if value is not None and value < 1:
             raise bad(key, f"must be at least 1, got {value}.")
     _check_fine_tuning(config, bad, key_sources)
+    if config.auto_augment is not None:
+        try:
+            parse_auto_augment(config.auto_augment)
+        except ValueError as error:
+            raise bad("auto_augment", str(error)) from None
+    if not 0 <= config.random_erasing <= 1:
+        raise bad("random_erasing", f"must be a probability in [0, 1], got {config.random_erasing}.")
     if config.checkpoint_every is not None:
         try:
             parse_checkpoint_every(config.checkpoint_every)
@@ -272,6 +293,27 @@ def _check_fine_tuning(config: TrainConfig, bad: Any, key_sources: dict[str, str
         raise bad("head_lr_mult", f"must be positive, got {config.head_lr_mult}.")
     if config.layer_decay is not None and not 0 < config.layer_decay <= 1:
         raise bad("layer_decay", f"must be in (0, 1], got {config.layer_decay}.")
+
+
+AUTO_AUGMENT_POLICIES = ("trivialaugment", "randaugment[:N:M]", "autoaugment")
+RANDAUGMENT_DEFAULT = (2, 9)
+"""torchvision's RandAugment defaults: 2 ops of magnitude 9 (of 30 bins)."""
+
+
+def parse_auto_augment(value: str) -> tuple[str, int, int]:
+    """``auto_augment`` as ``(policy, num_ops, magnitude)``: ``randaugment:N:M`` gives N ops
+    of magnitude bin M (0-30); the other policies fix their own (``(name, 1, 0)``)."""
+    name, _, arguments = value.strip().lower().partition(":")
+    if name in ("trivialaugment", "autoaugment") and not arguments:
+        return name, 1, 0
+    if name == "randaugment":
+        if not arguments:
+            return (name, *RANDAUGMENT_DEFAULT)
+        parts = arguments.split(":")
+        if len(parts) == 2 and all(part.isdigit() for part in parts) and int(parts[0]) >= 1 and int(parts[1]) <= 30:
+            return name, int(parts[0]), int(parts[1])
+        raise ValueError(f"randaugment takes :N:M, N >= 1 ops of magnitude M in 0-30 (randaugment:2:9), got {value!r}.")
+    raise ValueError(f"must be one of {', '.join(AUTO_AUGMENT_POLICIES)}, got {value!r}.")
 
 
 def parse_checkpoint_every(value: int | str) -> tuple[int | None, float | None]:

@@ -51,6 +51,9 @@ def train_command(
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     compile_mode: CompileModeOption = None,
+    auto_augment: Annotated[str | None, typer.Option("--auto-augment", help="Per-image augmentation policy: trivialaugment, randaugment[:N:M] or autoaugment (ImageNet policy).")] = None,
+    random_erasing: Annotated[float | None, typer.Option("--random-erasing", help="Probability that a training image gets a rectangle of noise (random erasing), e.g. 0.25.")] = None,
+    repeated_aug: Annotated[int | None, typer.Option("--repeated-aug", help="Repeated augmentation: each image N times per epoch, on N ranks under torchrun, augmented apart; epoch length kept.")] = None,
     set_values: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE",
         help="Set any config key, e.g. --set warmup_epochs=0 --set train_size=5000 (repeatable; "
@@ -66,6 +69,7 @@ def train_command(
       [bold]convzoo train --config configs/lenet5-mnist.yaml --data-dir ../shared/data[/bold]
       [bold]convzoo train --config configs/resnet20-fashion-mnist.yaml --epochs 2 --set train_size=10000[/bold]
       [bold]convzoo train --model resnet18 --weights torchvision --dataset imagefolder:photos --epochs 3[/bold]  (fine-tune: a fresh head for its classes)
+      [bold]convzoo train --model resnet20 --dataset cifar10 --auto-augment trivialaugment --random-erasing 0.25[/bold]
       [bold]convzoo train --resume runs/lenet5-mnist[/bold]
       [bold]convzoo train --model resnet18 --dataset mnist --weights W.pt --freeze backbone --unfreeze-at 3 --layer-decay 0.7[/bold]
       [bold]convzoo train --nproc-per-node 2 --name long --resume auto --checkpoint-every 10min[/bold]
@@ -88,6 +92,8 @@ def train_command(
             "weights_strict": _true_or_false("--weights-strict", weights_strict),
             "freeze": freeze, "freeze_until": freeze_until, "unfreeze_at": unfreeze_at,
             "head_lr_mult": head_lr_mult, "layer_decay": layer_decay,
+            "auto_augment": auto_augment, "random_erasing": random_erasing,
+            "repeated_aug": repeated_aug,
         }
         overrides.update({key: value for key, value in named_flags.items() if value is not None})
         flag_names.update({key: "--" + key.replace("_", "-") for key, value in named_flags.items() if value is not None})

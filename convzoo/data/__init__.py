@@ -76,6 +76,9 @@ def build_loaders(
     num_workers: int | None = None,
     channels_last: bool = False,
     test_only: bool = False,
+    auto_augment: str | None = None,
+    random_erasing: float = 0.0,
+    repeated_aug: int = 1,
 ) -> Loaders:
     """Train and test loaders on ``device``; ``pad_to`` zero-pads small images (LeNet-5's 32x32).
 
@@ -86,12 +89,16 @@ def build_loaders(
     With ``world_size`` > 1 both loaders are this rank's shard: training shards of equal
     length, test shards that together hold every test image once (``evaluate`` sums them).
     ``num_workers`` (image folders only) defaults to ``default_num_workers()``.
+    ``auto_augment`` (a policy, as ``config.parse_auto_augment`` reads it) and ``random_erasing``
+    (a probability) augment the training split on top of ``augment``; ``repeated_aug`` > 1
+    repeats each training image that many times in a row in the epoch's order (see ``TrainConfig``).
     """
     sizes = {True: train_size, False: test_size}
     if not spec.in_memory:
         workers = default_num_workers() if num_workers is None else num_workers
         return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, workers, rank, world_size,
-                                        device, sizes, seed, channels_last)
+                                        device, sizes, seed, channels_last, auto_augment, random_erasing, repeated_aug)
+    from convzoo.config import parse_auto_augment
     from convzoo.data.memory import InMemoryLoader, pad_images
 
     image_size = max(spec.image_size, pad_to or 0)
@@ -105,6 +112,8 @@ def build_loaders(
             mean=spec.mean, std=spec.std, device=device,
             shuffle=train, augmentation=spec.augmentation if (train and augment) else "none",
             seed=seed, drop_last=train, rank=rank, world_size=world_size, channels_last=channels_last,
+            auto_augment=parse_auto_augment(auto_augment) if (train and auto_augment) else None,
+            random_erasing=random_erasing if train else 0.0, repeats=repeated_aug if train else 1,
         ))
     return Loaders(spec, loaders[0], loaders[1], image_size)
 
@@ -181,7 +190,7 @@ def fixed_random_subset(dataset: Any, size: int | None) -> Any:
 
 
 def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_workers, rank, world_size, device,
-                             sizes, seed, channels_last) -> Loaders:
+                             sizes, seed, channels_last, auto_augment, random_erasing, repeated_aug) -> Loaders:
     import torch
     from torch.utils.data import DataLoader, Subset
 
@@ -191,13 +200,15 @@ def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_wor
     from convzoo.seeding import derived_seed
 
     pin = torch.device(device).type == "cuda"
-    train_set = fixed_random_subset(build_imagefolder_dataset(spec, train=True, augment=augment), sizes[True])
+    train_set = fixed_random_subset(build_imagefolder_dataset(spec, train=True, augment=augment, auto_augment=auto_augment,
+                                                              random_erasing=random_erasing), sizes[True])
     test_set = fixed_random_subset(build_imagefolder_dataset(spec, train=False, augment=False), sizes[False])
     # The order of epoch e is drawn from (seed, e), as for in-memory data, on one rank or many;
     # each image's augmentation from (seed, e, index), whichever worker decodes it, so that an
     # epoch resumed at any batch goes on as it would have (see data/resumable.py).
     train_set = SeededPerSample(train_set, seed)
-    sampler = ResumableSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler = ResumableSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True,
+                               repeats=repeated_aug)
     # Whatever else a worker draws (Python's and NumPy's generators) is seeded per rank.
     workers_seed = torch.Generator().manual_seed(derived_seed(seed, "workers", rank))
     worker_init = functools.partial(ignore_stop_signals, trainer_catching=trainer_catches_sigterm())

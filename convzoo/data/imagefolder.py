@@ -103,9 +103,13 @@ def read_rgb_pil(path: str):
     return to_pil_image(read_image(path, 3, use_pil=True))
 
 
-def imagefolder_transform(spec: DatasetSpec, train: bool, augment: bool, decoder: str = DEFAULT_DECODER):
+def imagefolder_transform(spec: DatasetSpec, train: bool, augment: bool, decoder: str = DEFAULT_DECODER, *,
+                          auto_augment: str | None = None, random_erasing: float = 0.0):
     """The ImageNet-style transform: random-resized crop and flip for training, resize and
     centre crop for evaluation, then scaling to [0, 1] and the dataset's normalisation.
+    Training images then go through the ``auto_augment`` policy (torchvision's, per image,
+    before the float conversion as in torchvision's references) and, with probability
+    ``random_erasing``, torchvision's ``RandomErasing(value="random")`` after normalisation.
 
     ``tensor`` applies it to uint8 tensors with ``transforms.v2`` (cropping and resizing
     one byte per value; the float conversion comes last, on the small crop); ``pil`` to
@@ -125,17 +129,31 @@ def imagefolder_transform(spec: DatasetSpec, train: bool, augment: bool, decoder
         geometry = [transforms.RandomResizedCrop(size, antialias=True), transforms.RandomHorizontalFlip()]
     else:
         geometry = [transforms.Resize(resize_side(size), antialias=True), transforms.CenterCrop(size)]
-    return transforms.Compose([*geometry, *to_float])
+    policy, erasing = [], []
+    if train and auto_augment:
+        from convzoo.config import parse_auto_augment
+
+        name, num_ops, magnitude = parse_auto_augment(auto_augment)
+        if name == "randaugment":
+            policy = [transforms.RandAugment(num_ops=num_ops, magnitude=magnitude)]
+        elif name == "trivialaugment":
+            policy = [transforms.TrivialAugmentWide()]
+        else:
+            policy = [transforms.AutoAugment(transforms.AutoAugmentPolicy.IMAGENET)]
+    if train and random_erasing > 0:
+        erasing = [transforms.RandomErasing(p=random_erasing, value="random")]
+    return transforms.Compose([*geometry, *policy, *to_float, *erasing])
 
 
-def build_imagefolder_dataset(spec: DatasetSpec, train: bool, augment: bool, decoder: str | None = None):
+def build_imagefolder_dataset(spec: DatasetSpec, train: bool, augment: bool, decoder: str | None = None, **extra):
     """A torchvision ``ImageFolder`` (its file list and class indices) with the standard
-    ImageNet-style transform, decoding as ``decoder`` says (None: ``DEFAULT_DECODER``)."""
+    ImageNet-style transform, decoding as ``decoder`` says (None: ``DEFAULT_DECODER``);
+    ``extra``: ``imagefolder_transform``'s ``auto_augment`` and ``random_erasing``."""
     decoder = decoder or DEFAULT_DECODER
     if decoder not in DECODERS:
         raise ConvzooError(f"image decoder must be one of {', '.join(DECODERS)}, got {decoder!r}.")
     root = Path(spec.name.split(":", 1)[1]).expanduser()
-    transform = imagefolder_transform(spec, train, augment, decoder)
+    transform = imagefolder_transform(spec, train, augment, decoder, **extra)
     loader = {"tensor": read_image, "pil": read_rgb_pil}[decoder]
     dataset = image_folder_split(split_folder(root, train), transform=transform, loader=loader)
     if not train:

@@ -6,9 +6,10 @@ moved to the device once; each batch is gathered by index, augmented as a batch 
 normalised in one fused multiply-add. The epoch's order comes from a generator seeded
 by (seed, epoch), the same on every rank, so a resumed run sees exactly the batches an
 uninterrupted one would and each DDP rank takes its own shard of one order; crops and
-flips come from a generator seeded by (seed, epoch, rank), so ranks augment differently.
-Both are drawn once per epoch and sent to the device without blocking: a batch
-never waits for the host. ``set_epoch(epoch, start_step)`` starts an epoch at a later
+flips come from a generator seeded by (seed, epoch, rank), so ranks augment differently,
+and so do the per-image ops of an ``auto_augment`` policy and the boxes of random erasing
+(data/batched_augment.py). All are drawn once per epoch and sent to the device without
+blocking: a batch never waits for the host. ``set_epoch(epoch, start_step)`` starts an epoch at a later
 batch (a run resumed from a mid-epoch checkpoint), which is then exactly the batch an
 uninterrupted epoch would have yielded there.
 """
@@ -20,6 +21,7 @@ from typing import Iterator
 
 import torch
 
+from convzoo.data.batched_augment import EpochPolicy, draw_erasing, erase
 from convzoo.seeding import derived_seed
 
 
@@ -64,6 +66,8 @@ class InMemoryLoader:
     """Yields normalised float batches ``(images, labels)`` from uint8 tensors on a device.
 
     ``rank``/``world_size`` give each DDP process a disjoint shard of every epoch's order.
+    ``repeats`` > 1 puts each image that many times in a row in the order, before it is dealt
+    out, so consecutive ranks get the same image (repeated augmentation, ``TrainConfig.repeated_aug``).
     With ``drop_last`` (training) the shards have equal length, the order cut to a multiple
     of ``world_size`` as ``DistributedSampler`` does, so every rank takes the same number of
     steps; without it (evaluation) every image is in exactly one shard.
@@ -85,6 +89,9 @@ class InMemoryLoader:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        auto_augment: tuple[str, int, int] | None = None,
+        random_erasing: float = 0.0,
+        repeats: int = 1,
     ) -> None:
         device = torch.device(device)
         self.images = images.to(device, non_blocking=True)
@@ -96,6 +103,7 @@ class InMemoryLoader:
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
+        self.auto_augment, self.random_erasing, self.repeats = auto_augment, random_erasing, repeats
         self.epoch, self.start_step = 0, 0
         # (x / 255 - mean) / std as one multiply-add on the uint8 batch.
         std_tensor = torch.tensor(std, device=device).view(1, -1, 1, 1)
@@ -126,16 +134,30 @@ class InMemoryLoader:
             order = torch.randperm(total, generator=generator)
         else:
             order = torch.arange(total)
+        if self.repeats > 1:
+            order = order.repeat_interleave(self.repeats)[:total]
         if self.drop_last:
             order = order[: self.num_samples * self.world_size]
         return order[self.rank :: self.world_size]
 
+    def _generator(self, purpose: str) -> torch.Generator:
+        """A CPU generator seeded for ``purpose`` in this epoch on this rank."""
+        return torch.Generator().manual_seed(derived_seed(self.seed, purpose, self.epoch, self.rank))
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = self.images.device
         order = self._epoch_order()
+        height, width = self.images.shape[-2:]
         if self.augmentation == "crop_flip":
-            generator = torch.Generator().manual_seed(derived_seed(self.seed, "augment", self.epoch, self.rank))
-            offsets, flips = (to_device(t, device) for t in draw_crops_and_flips(len(order), 4, generator))
+            offsets, flips = (to_device(t, device) for t in draw_crops_and_flips(len(order), 4, self._generator("augment")))
+        if self.auto_augment is not None:
+            policy = EpochPolicy.draw(self.auto_augment, len(order), self.batch_size, height, width,
+                                      self._generator("auto_augment")).to(device)
+        if self.random_erasing > 0:
+            boxes = to_device(draw_erasing(len(order), self.random_erasing, height, width,
+                                           self._generator("erasing")), device)
+            # The noise of each batch from its own seed: the same wherever the epoch starts.
+            noise = torch.Generator(device)
         order = to_device(order, device)
         for batch_index in range(self.start_step, len(self)):
             batch = slice(batch_index * self.batch_size, (batch_index + 1) * self.batch_size)
@@ -143,7 +165,12 @@ class InMemoryLoader:
             images = self.images[index]
             if self.augmentation == "crop_flip":
                 images = crop_and_flip(images, 4, offsets[:, batch], flips[batch])
+            if self.auto_augment is not None:
+                images = policy.apply(images, batch_index)
             images = images.float().mul_(self.scale).add_(self.shift)
+            if self.random_erasing > 0:
+                noise.manual_seed(derived_seed(self.seed, "erasing noise", self.epoch, self.rank, batch_index))
+                images = erase(images, boxes[batch], noise)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, self.labels[index]

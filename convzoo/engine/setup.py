@@ -108,6 +108,9 @@ def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torc
         num_workers=config.num_workers,
         channels_last=channels_last_for(config, device),
         test_only=test_only,
+        auto_augment=config.auto_augment,
+        random_erasing=config.random_erasing,
+        repeated_aug=config.repeated_aug,
     )
 
 

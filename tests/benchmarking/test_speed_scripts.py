@@ -79,3 +79,14 @@ def test_default_commands_table_runs_the_plain_command(tmp_path, capsys, data_di
     row = next(line for line in table.read_text().splitlines() if line.startswith("| lenet5"))
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
     assert cells[1].endswith("%") and float(cells[3]) > 0 and cells[4] in ("yes", "no")
+
+
+def test_augmentation_benchmark_reports_the_ratio(capsys, data_dir, one_thread):
+    from tests.conftest import require_dataset
+
+    require_dataset(data_dir, "FashionMNIST")
+    bench = load("bench_augment")
+    bench.main(["--data-dir", str(data_dir), "--quick", "--train-size", "64", "--batch-size", "32"])
+    out = capsys.readouterr().out
+    assert "trivialaugment + random erasing 0.25" in out
+    assert out.strip().splitlines()[-1].startswith("augmented / plain training throughput: ")

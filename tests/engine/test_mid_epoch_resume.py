@@ -84,11 +84,14 @@ def test_in_memory_runs_resumed_mid_epoch_are_bit_identical(tmp_path, monkeypatc
     assert_same_run(runs / "straight", runs / "stopped")
 
 
-def test_image_folder_runs_resumed_mid_epoch_are_bit_identical(tmp_path, monkeypatch, image_folder, one_thread):
+@pytest.mark.parametrize("augmentation", [{}, {"auto_augment": "trivialaugment", "random_erasing": 0.5, "repeated_aug": 2}])
+def test_image_folder_runs_resumed_mid_epoch_are_bit_identical(tmp_path, monkeypatch, image_folder, augmentation,
+                                                               one_thread):
     """Two workers decode and augment: the resumed epoch starts at another batch, so another
-    worker gets each image; its crop must not change (seeded per image, data/resumable.py)."""
+    worker gets each image; its crop (and issue 24's policy, erasing and copies) must not change
+    (seeded per image, data/resumable.py)."""
     values = dict(model="resnet20", dataset=f"imagefolder:{image_folder}", epochs=2, batch_size=4, image_size=16,
-                  num_workers=2, lr=0.05, out=str(tmp_path / "runs"), seed=3, device="cpu")
+                  num_workers=2, lr=0.05, out=str(tmp_path / "runs"), seed=3, device="cpu", **augmentation)
     runs = tmp_path / "runs"
     train(TrainConfig(**values, name="straight"), quiet=True)
     killed_after_checkpoint(TrainConfig(**values, name="stopped", checkpoint_every=3), monkeypatch, epoch=0, step=3)
@@ -245,3 +248,17 @@ def test_an_epoch_trained_in_full_by_two_processes_is_evaluated_not_retrained_by
     torch.save(state, last)
     assert train(None, resume=runs / "stopped", quiet=True)["complete"]
     assert_same_run(runs / "straight", runs / "stopped")
+
+
+@pytest.mark.parametrize("policy", ["trivialaugment", "randaugment:2:9", "autoaugment"])
+def test_in_memory_runs_with_per_image_augmentation_resumed_mid_epoch_are_bit_identical(tmp_path, monkeypatch, policy,
+                                                                                         one_thread):
+    """Issue 24's augmentation on top of crop and flip: the policy's per-image ops, the erased
+    boxes and their noise, and the repeated order all come back the same in the resumed epoch."""
+    runs, augmentation = tmp_path / "runs", dict(auto_augment=policy, random_erasing=0.5, repeated_aug=2)
+    train(memory_config(tmp_path, "straight", **augmentation), quiet=True)
+    killed_after_checkpoint(memory_config(tmp_path, "stopped", checkpoint_every=3, **augmentation), monkeypatch,
+                            epoch=0, step=3)
+    assert train(None, resume=runs / "stopped", quiet=True)["complete"]
+    assert_same_run(runs / "straight", runs / "stopped")
+
