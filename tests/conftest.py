@@ -109,3 +109,19 @@ def lenet_checkpoint(tmp_path_factory) -> str:
     )
     result = train(config, quiet=True)
     return result["run_dir"] + "/best.pt"
+
+
+def torchvision_standin(torch_home: Path, name: str) -> Path:
+    """torchvision's ImageNet weights file for ``name`` where torch's hub cache under
+    ``torch_home`` (``$TORCH_HOME``) looks for it, so ``--weights torchvision`` runs offline
+    through torchvision's own loading; the values are ``models.NAME(weights=None)``'s (no
+    weights can be downloaded here), seeded."""
+    import torch
+    import torchvision
+
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    cached = torch_home / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.get_model(name, weights=None).state_dict(), cached)
+    return cached

@@ -82,9 +82,11 @@ def test_every_shipped_config_is_valid_and_names_a_registered_model(path, image_
     own_folder = config.dataset.startswith("imagefolder:")
     get_dataset_spec(f"imagefolder:{image_folder}" if own_folder else config.dataset)
     model, dataset = path.stem.split("-", 1)
-    # MODEL-DATASET.yaml; a fine-tuning config MODEL-finetune-DATASET.yaml (DATASET 'imagefolder' for your own)
-    dataset = dataset.removeprefix("finetune-" if config.weights else "")
-    assert (config.model, "imagefolder" if own_folder else config.dataset) == (model, dataset), \
+    # MODEL-DATASET.yaml; a fine-tuning config MODEL-finetune-DATASET.yaml (DATASET 'imagefolder'
+    # for your own, or the folder's name), a variant's MODEL-DATASET-VARIANT.yaml
+    dataset = dataset.removeprefix("finetune-" if config.weights else "").removesuffix("-modern")
+    named = config.dataset.rsplit("/", 1)[-1] if own_folder else config.dataset
+    assert config.model == model and dataset in (named, "imagefolder" if own_folder else named), \
         "configs are named MODEL-DATASET.yaml, fine-tuning ones MODEL-finetune-DATASET.yaml"
 
 

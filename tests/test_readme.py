@@ -12,6 +12,9 @@ smoke test of at most ``convzoo.config.QUICK_EPOCHS`` epoch on a few hundred ima
 Commands that honour it: train (through config loading), eval, probe; a new command with
 long loops should cap them with ``convzoo.config.quick_cap``.
 
+``--weights torchvision`` finds a stand-in file (random values) in a temporary torch hub
+cache (``$TORCH_HOME``): no weights can be downloaded where the tests run.
+
 What is not run:
 - a block preceded by ``<!-- readme-test: skip (reason) -->`` (several GPUs, a server
   such as ``tensorboard``, the test suite itself); say why in the marker;
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, real_data_dir
+from tests.conftest import REPO, real_data_dir, torchvision_standin
 
 README = REPO / "README.md"
 SKIP_MARKER = re.compile(r"<!--\s*readme-test:\s*skip\b")
@@ -183,6 +186,10 @@ def test_every_readme_command_runs_in_order_on_a_fresh_clone(tmp_path, monkeypat
     monkeypatch.chdir(clone)
     monkeypatch.setenv("CONVZOO_QUICK", "1")
     monkeypatch.delenv("CONVZOO_DATA", raising=False)  # the README's own --data-dir must lead to the data
+    # No download here: the ImageNet file of the fine-tuning section's --weights torchvision
+    # is stood in by one of random values, found where torch's hub cache looks.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    torchvision_standin(tmp_path / "torch-home", "resnet18")
     snippets = readme_snippets(README.read_text())
     assert snippets, "README.md has no runnable commands"
     for snippet in snippets:

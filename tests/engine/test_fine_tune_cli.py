@@ -14,6 +14,7 @@ import yaml
 
 from convzoo.data.catalog import IMAGENET_MEAN, IMAGENET_STD
 from convzoo.registry import create_model
+from tests.conftest import torchvision_standin
 
 QUICK = ("--epochs", "1", "--batch-size", "4", "--device", "cpu", "--set", "num_workers=0")
 
@@ -30,13 +31,8 @@ def three_classes(image_folder):
 def torch_home(tmp_path, monkeypatch):
     """torchvision's ResNet-18 ImageNet file where torch's hub cache looks for it: the real
     ``--weights torchvision`` path, offline (a stand-in with random values)."""
-    url = torchvision.models.ResNet18_Weights.DEFAULT.url
-    cached = tmp_path / "torch-home" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
-    cached.parent.mkdir(parents=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), cached)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    return cached
+    return torchvision_standin(tmp_path / "torch-home", "resnet18")
 
 
 def lines_with(text: str, start: str) -> list[str]:
