@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from bench_default_commands import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,8 +68,11 @@ def transfer_rows(args: argparse.Namespace, out: Path) -> tuple[list[dict], str]
     if args.test_size:
         few += ["--set", f"test_size={args.test_size}"]
     finetune = ["--config", "configs/resnet20-finetune-mnist.yaml"]
+    values = yaml.safe_load((REPO / "configs" / "resnet20-finetune-mnist.yaml").read_text())
+    values.pop("weights")
+    (out / "scratch.yaml").write_text(yaml.safe_dump(values))
     runs = [
-        ("from scratch, the fine-tuning config's values", [*finetune, "--set", "weights=null"]),
+        ("from scratch, the fine-tuning config's values", ["--config", out / "scratch.yaml"]),
         ("from scratch, ResNet-20's Fashion-MNIST recipe", ["--config", "configs/resnet20-fashion-mnist.yaml",
                                                              "--dataset", "mnist"]),
         ("fine-tuned, every layer", [*finetune, "--weights", pretrained]),
@@ -85,7 +90,7 @@ def transfer_rows(args: argparse.Namespace, out: Path) -> tuple[list[dict], str]
 
 def tutorial_rows(args: argparse.Namespace, out: Path) -> dict:
     """Part 2: write the folder, then train, eval and predict as the README's section does."""
-    folder = out / "shapes"
+    folder = out / "images"
     subprocess.run([sys.executable, str(REPO / "examples" / "shapes_folder.py"), str(folder),
                     "--train", str(args.folder_train), "--val", str(args.folder_val)], check=True, capture_output=True)
     trained = convzoo("train", "--config", "configs/resnet18-finetune-imagefolder.yaml", "--dataset",
