@@ -9,7 +9,7 @@ import torch
 
 from convzoo.config import TrainConfig, config_from_dict, read_yaml
 from convzoo.data.mixing import BatchMixer, build_mixer
-from convzoo.engine.train import train, training_loss
+from convzoo.engine.train import training_loss
 from convzoo.errors import ConvzooError
 
 
@@ -81,16 +81,11 @@ def test_mixing_that_cannot_apply_is_refused():
 
 
 def test_a_mixed_run_resumed_mid_epoch_is_bit_identical(tmp_path, monkeypatch, one_thread):
-    from tests.engine.test_mid_epoch_resume import assert_same_run, killed_after_checkpoint, memory_config
+    from tests.engine.test_mid_epoch_resume import assert_resumed_mid_epoch_run_is_bit_identical
 
-    mixing = dict(mixup=0.4, cutmix=1.0, mix_prob=0.8, label_smoothing=0.1)
-    runs = tmp_path / "runs"
-    train(memory_config(tmp_path, "straight", **mixing), quiet=True)
-    killed_after_checkpoint(memory_config(tmp_path, "stopped", checkpoint_every=3, **mixing), monkeypatch,
-                            epoch=0, step=3)
-    assert train(None, resume=runs / "stopped", quiet=True)["complete"]
-    assert_same_run(runs / "straight", runs / "stopped")
-    (record, _) = [json.loads(line) for line in (runs / "stopped" / "metrics.jsonl").read_text().splitlines()]
+    stopped = assert_resumed_mid_epoch_run_is_bit_identical(tmp_path, monkeypatch, mixup=0.4, cutmix=1.0,
+                                                            mix_prob=0.8, label_smoothing=0.1)
+    (record, _) = [json.loads(line) for line in (stopped / "metrics.jsonl").read_text().splitlines()]
     assert record["train_acc_of"] == "dominant label"
 
 

@@ -65,6 +65,18 @@ def assert_same_run(run_a, run_b) -> None:
     assert [[r[k] for k in numbers] for r in records_a] == [[r[k] for k in numbers] for r in records_b]
 
 
+def assert_resumed_mid_epoch_run_is_bit_identical(tmp_path, monkeypatch, **changes) -> Path:
+    """A run of ``memory_config`` with ``changes``, stopped after step 3 of epoch 1 and resumed,
+    equals the same run uninterrupted; returns the resumed run's folder."""
+    runs = tmp_path / "runs"
+    train(memory_config(tmp_path, "straight", **changes), quiet=True)
+    killed_after_checkpoint(memory_config(tmp_path, "stopped", checkpoint_every=3, **changes), monkeypatch,
+                            epoch=0, step=3)
+    assert train(None, resume=runs / "stopped", quiet=True)["complete"]
+    assert_same_run(runs / "straight", runs / "stopped")
+    return runs / "stopped"
+
+
 @pytest.fixture
 def dropout(monkeypatch):
     import convzoo.engine.train as engine
@@ -255,10 +267,6 @@ def test_in_memory_runs_with_per_image_augmentation_resumed_mid_epoch_are_bit_id
                                                                                          one_thread):
     """Issue 24's augmentation on top of crop and flip: the policy's per-image ops, the erased
     boxes and their noise, and the repeated order all come back the same in the resumed epoch."""
-    runs, augmentation = tmp_path / "runs", dict(auto_augment=policy, random_erasing=0.5, repeated_aug=2)
-    train(memory_config(tmp_path, "straight", **augmentation), quiet=True)
-    killed_after_checkpoint(memory_config(tmp_path, "stopped", checkpoint_every=3, **augmentation), monkeypatch,
-                            epoch=0, step=3)
-    assert train(None, resume=runs / "stopped", quiet=True)["complete"]
-    assert_same_run(runs / "straight", runs / "stopped")
+    assert_resumed_mid_epoch_run_is_bit_identical(tmp_path, monkeypatch, auto_augment=policy, random_erasing=0.5,
+                                                  repeated_aug=2)
 

@@ -54,13 +54,6 @@ def test_the_cli_refuses_drop_path_without_residual_blocks(cli, tmp_path):
 
 
 def test_a_run_with_stochastic_depth_resumed_mid_epoch_is_bit_identical(tmp_path, monkeypatch, one_thread):
-    from convzoo.engine.train import train
-    from tests.engine.test_mid_epoch_resume import assert_same_run, killed_after_checkpoint, memory_config
+    from tests.engine.test_mid_epoch_resume import assert_resumed_mid_epoch_run_is_bit_identical
 
-    values = dict(model="resnet20", image_size=8, drop_path=0.3)
-    runs = tmp_path / "runs"
-    train(memory_config(tmp_path, "straight", **values), quiet=True)
-    killed_after_checkpoint(memory_config(tmp_path, "stopped", checkpoint_every=3, **values), monkeypatch,
-                            epoch=0, step=3)
-    assert train(None, resume=runs / "stopped", quiet=True)["complete"]
-    assert_same_run(runs / "straight", runs / "stopped")
+    assert_resumed_mid_epoch_run_is_bit_identical(tmp_path, monkeypatch, model="resnet20", image_size=8, drop_path=0.3)
