@@ -83,6 +83,9 @@ class TrainConfig:
     """Refuse weights that differ from the model beyond its classifier head (another class
     count) and first convolution (another channel count, a small-input stem); false: those
     layers start fresh too, and one line lists them."""
+    reset_head: bool = False
+    """Re-initialise the classifier head even when the weights' head fits: a new task with as
+    many classes as the weights' (their class 3 is not yours). Another class count always does."""
     mean: list[float] | None = None
     """Per-channel mean the images are normalised with; unset: the dataset's, or ImageNet's
     when training from ``--weights torchvision`` on 3-channel images (the weights expect them)."""

@@ -339,7 +339,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     if checkpoint is None and config.weights:
         from convzoo.models.pretrained import load_pretrained
 
-        fit = load_pretrained(model, config.model, config.weights, config.weights_strict)
+        fit = load_pretrained(model, config.model, config.weights, config.weights_strict, config.reset_head)
         weights_source, weights_note = fit.record(config.weights), fit.line()
     model = model.to(device)
     model = to_memory_format(model, channels_last_for(config, device))

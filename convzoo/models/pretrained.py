@@ -59,6 +59,8 @@ class WeightsFit:
     unexpected: list[str] = field(default_factory=list)
     """Keys of the weights that the model does not have."""
     num_classes: int | None = None
+    reset_head: bool = False
+    """The head was re-initialised on request (``--reset-head``), though its shape fitted."""
 
     @property
     def exact(self) -> bool:
@@ -71,7 +73,8 @@ class WeightsFit:
         parts = [f"loaded {len(self.loaded) + len(self.adapted)}/{self.total} tensors from {self.source}"]
         parts += [f"{key} adapted from {given} to {wanted} channels" for key, (given, wanted) in self.adapted.items()]
         if self.head:
-            parts.append(f"re-initialised {', '.join(self.head)} for {self.num_classes} classes")
+            parts.append(f"re-initialised {', '.join(self.head)} for {self.num_classes} classes"
+                         + (" (--reset-head)" if self.reset_head else ""))
         parts += [f"{key} starts fresh (shape {wanted} here, {given} in the weights)"
                   for key, (given, wanted) in self.fresh_stem.items()]
         if self.mismatched:
@@ -92,18 +95,23 @@ def _first(keys: list[str], shown: int = 3) -> str:
 
 
 def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], model_name: str, source: str,
-                strict: bool = True) -> WeightsFit:
+                strict: bool = True, reset_head: bool = False) -> WeightsFit:
     """How ``given`` fits a state dict ``own`` of ``model_name``, from shapes alone (meta
     tensors will do, so torchvision's weights are checked before they are downloaded).
-    The registry names the head and the first convolution (``ModelInfo.head``, ``.stem``)."""
+    The registry names the head and the first convolution (``ModelInfo.head``, ``.stem``).
+    ``reset_head`` leaves the head at its initialisation even where it fits: a new task
+    with as many classes as the old one (timm's ``reset_classifier``)."""
     from convzoo.registry import get_model_info
 
     info = get_model_info(model_name)
     head = tuple(f"{module}." for module in info.head)
-    fit = WeightsFit(source, len(own))
+    fit = WeightsFit(source, len(own), reset_head=reset_head)
     for key, tensor in own.items():
         theirs = given.get(key)
-        if theirs is not None and theirs.shape == tensor.shape:
+        if reset_head and key.startswith(head):
+            fit.head.append(key)
+            fit.num_classes = tensor.shape[0]
+        elif theirs is not None and theirs.shape == tensor.shape:
             fit.loaded.append(key)
         elif key.startswith(head):
             fit.head.append(key)
@@ -150,11 +158,11 @@ def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
 
 
 def load_weights(model: nn.Module, name: str, state: Mapping[str, torch.Tensor], source: str,
-                 strict: bool = True) -> WeightsFit:
+                 strict: bool = True, reset_head: bool = False) -> WeightsFit:
     """Load ``state`` into ``model`` (registered as ``name``) as far as it fits (``fit_weights``);
     what does not fit keeps the model's own initialisation. Returns how it went."""
     own = model.state_dict()
-    fit = fit_weights(own, state, name, source, strict)
+    fit = fit_weights(own, state, name, source, strict, reset_head)
     if fit.exact:
         model.load_state_dict(state, strict=True)
         return fit
@@ -165,7 +173,8 @@ def load_weights(model: nn.Module, name: str, state: Mapping[str, torch.Tensor],
     return fit
 
 
-def load_pretrained(model: nn.Module, name: str, weights: str, strict: bool = True) -> WeightsFit:
+def load_pretrained(model: nn.Module, name: str, weights: str, strict: bool = True,
+                    reset_head: bool = False) -> WeightsFit:
     """Load ``weights`` into ``model`` (registered as ``name``), as far as they fit (``load_weights``).
 
     ``weights`` is ``"torchvision"`` (torchvision's DEFAULT ImageNet weights, downloaded once
@@ -173,8 +182,9 @@ def load_pretrained(model: nn.Module, name: str, weights: str, strict: bool = Tr
     or a convzoo checkpoint holding one under ``"model"``.
     """
     if weights == "torchvision":
-        return load_weights(model, name, torchvision_state_dict(model, name, strict), torchvision_source(name), strict)
-    return load_weights(model, name, read_state_dict(weights), str(weights), strict)
+        return load_weights(model, name, torchvision_state_dict(model, name, strict), torchvision_source(name), strict,
+                            reset_head)
+    return load_weights(model, name, read_state_dict(weights), str(weights), strict, reset_head)
 
 
 def say_fit(fit: WeightsFit) -> None:

@@ -76,6 +76,19 @@ def test_mnist_from_rgb_weights_adapts_the_first_convolution(data_dir, tmp_path,
     assert lines_with(err, "loaded") == [f"loaded 116/116 tensors from {weights}; conv1.weight adapted from 3 to 1 channels"]
 
 
+def test_reset_head_through_the_cli_starts_a_fitting_head_fresh_and_is_recorded(data_dir, tmp_path, cli, one_thread):
+    """Fashion-MNIST weights for MNIST: same class count, other classes."""
+    weights = tmp_path / "resnet20-fashion.pt"
+    torch.save(create_model("resnet20", num_classes=10, in_channels=1, image_size=28).state_dict(), weights)
+    code, _, err = cli("train", "--model", "resnet20", "--dataset", "mnist", "--data-dir", data_dir, "--weights",
+                       weights, "--reset-head", "--set", "train_size=64", "--set", "test_size=64", "--epochs", "1",
+                       "--batch-size", "32", "--device", "cpu", "--out", tmp_path / "runs", "--name", "reset")
+    assert code == 0, err
+    assert lines_with(err, "loaded") == [
+        f"loaded 114/116 tensors from {weights}; re-initialised fc.weight, fc.bias for 10 classes (--reset-head)"]
+    assert yaml.safe_load((tmp_path / "runs" / "reset" / "config.yaml").read_text())["reset_head"] is True
+
+
 def test_weights_of_another_architecture_stop_in_one_line_unless_not_strict(tmp_path, cli, one_thread):
     weights = tmp_path / "mobilenet_v2.pt"
     torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), weights)

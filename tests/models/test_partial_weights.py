@@ -41,6 +41,19 @@ def test_every_tensor_but_the_head_comes_from_the_file(imagenet_file, one_thread
     assert fit.line() == f"loaded 120/122 tensors from {imagenet_file}; re-initialised fc.weight, fc.bias for 3 classes"
 
 
+def test_reset_head_leaves_a_fitting_head_at_its_initialisation(imagenet_file, one_thread):
+    """A new task with ImageNet's class count: --reset-head keeps fc fresh, the rest loads."""
+    model, untouched = fresh(image_size=FULL_SIZE), fresh(image_size=FULL_SIZE)
+    saved = torch.load(imagenet_file, weights_only=True)
+    assert load_pretrained(fresh(image_size=FULL_SIZE), "resnet18", str(imagenet_file)).exact
+    fit = load_pretrained(model, "resnet18", str(imagenet_file), reset_head=True)
+    for key, value in model.state_dict().items():
+        expected = untouched.state_dict()[key] if key.startswith("fc.") else saved[key]
+        assert torch.equal(value, expected), key
+    assert fit.line() == (f"loaded 120/122 tensors from {imagenet_file}; re-initialised fc.weight, fc.bias for "
+                          "1000 classes (--reset-head)")
+
+
 def test_one_channel_stem_is_the_sum_of_the_rgb_filters(imagenet_file, one_thread):
     model = fresh(num_classes=10, in_channels=1, image_size=FULL_SIZE)
     fit = load_pretrained(model, "resnet18", str(imagenet_file))
