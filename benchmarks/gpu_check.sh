@@ -153,6 +153,17 @@ check lenet5_mnist 90 python3 -m convzoo train --config configs/lenet5-mnist.yam
 check resnet20_fashion_mnist 150 python3 -m convzoo train --config configs/resnet20-fashion-mnist.yaml --device cuda \
     --out "$runs" --name resnet20-fashion-mnist --quiet
 
+# 6b. Issues 23 and 24 on CUDA: fine-tuning the run of step 2 (fused SGD with frozen
+#    parameters, the unfreeze's rebuild, per-block rates) with every modern ingredient on
+#    (EMA, MixUp/CutMix, per-image TrivialAugment and erasing batched on the device, drop-path);
+#    then what the batched augmentation costs a ResNet-20 epoch on the GPU (target >= 0.85x).
+check finetune_modern_cuda 60 python3 -m convzoo train --model resnet20 --dataset synthetic \
+    --weights "$runs/scratch/best.pt" --freeze-until layer1 --unfreeze-at 2 --layer-decay 0.8 --head-lr-mult 5 \
+    --ema 0.99 --mixup 0.2 --cutmix 1.0 --auto-augment trivialaugment --random-erasing 0.25 --drop-path 0.1 \
+    --epochs 2 --batch-size 128 --set train_size=2048 --device cuda --out "$runs" --name finetune-modern --json
+check augment_cost_cuda 90 python3 benchmarks/bench_augment.py --device cuda --data-dir "${CONVZOO_DATA:-../shared/data}" \
+    --train-size 16384 --repeats 3
+
 # 7. `convzoo probe` on CUDA, on the LeNet-5 just trained; then issue 12's pictures, timed:
 #    FGSM and PGD over the whole MNIST test split at seven epsilons, saliency/SmoothGrad/
 #    Grad-CAM with the sanity check, and ResNet-56's effective field.
