@@ -90,3 +90,18 @@ def test_augmentation_benchmark_reports_the_ratio(capsys, data_dir, one_thread):
     out = capsys.readouterr().out
     assert "trivialaugment + random erasing 0.25" in out
     assert out.strip().splitlines()[-1].startswith("augmented / plain training throughput: ")
+
+
+def test_finetune_benchmark_runs_every_way_of_transfer(tmp_path, capsys, data_dir):
+    """Issue 23's benchmark, at smoke size (--quick): the pretraining run and the seven MNIST
+    runs, one table row each (the image-folder part runs in the README's section)."""
+    from tests.conftest import require_dataset
+
+    require_dataset(data_dir, "MNIST")
+    require_dataset(data_dir, "FashionMNIST")
+    bench = load("bench_finetune")
+    table = tmp_path / "table.md"
+    bench.main(["--quick", "--skip-folder", "--data-dir", str(data_dir), "--markdown", str(table)])
+    rows = [line for line in table.read_text().splitlines() if line.startswith(("| from scratch", "| fine-tuned"))]
+    assert len(rows) == 7 and all(row.rstrip(" |").endswith(" s") for row in rows)
+    assert "`--freeze backbone --reset-head --head-lr-mult 10`" in table.read_text()
