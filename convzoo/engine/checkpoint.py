@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import torch
@@ -169,16 +170,24 @@ def load_model_state(model: torch.nn.Module, state_dict: dict[str, Any], source:
         key for key in own if key in state_dict and tuple(own[key].shape) != tuple(state_dict[key].shape)
     ]
     if missing or unexpected or wrong_shape:
-        details = []
-        if missing:
-            details.append(f"missing {', '.join(missing[:3])}")
-        if unexpected:
-            details.append(f"unexpected {', '.join(unexpected[:3])}")
-        if wrong_shape:
-            key = wrong_shape[0]
-            details.append(f"shape of {key} is {tuple(state_dict[key].shape)}, model has {tuple(own[key].shape)}")
-        raise ConvzooError(
-            f"weights in {source} do not fit model {model_name!r}: {'; '.join(details)}. "
-            "Check --model and the dataset (class count, channels, image size)."
-        )
+        raise weights_mismatch(own, state_dict, source, model_name, missing, unexpected, wrong_shape,
+                               "Check --model and the dataset (class count, channels, image size).")
     model.load_state_dict(state_dict, strict=True)
+
+
+def first_keys(keys: list[str], shown: int = 3) -> str:
+    """The first ``shown`` keys, and how many more there are."""
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
+def weights_mismatch(own: Mapping[str, Any], given: Mapping[str, Any], source: str, model_name: str,
+                     missing: list[str], unexpected: list[str], wrong_shape: list[str], advice: str) -> ConvzooError:
+    """The one-line error for weights that do not fit a model: its first missing, unexpected
+    and reshaped keys, then ``advice``."""
+    details = [f"missing {first_keys(missing)}"] if missing else []
+    details += [f"unexpected {first_keys(unexpected)}"] if unexpected else []
+    if wrong_shape:
+        key = wrong_shape[0]
+        details.append(f"shape of {key} is {tuple(given[key].shape)}, model has {tuple(own[key].shape)}")
+    return ConvzooError(f"weights in {source} do not fit model {model_name!r}: {'; '.join(details)}. {advice}")

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from convzoo.engine.checkpoint import first_keys, weights_mismatch
 from convzoo.errors import ConvzooError
 
 TORCHVISION_COUNTERPARTS = frozenset({
@@ -78,20 +79,15 @@ class WeightsFit:
         parts += [f"{key} starts fresh (shape {wanted} here, {given} in the weights)"
                   for key, (given, wanted) in self.fresh_stem.items()]
         if self.mismatched:
-            parts.append(f"re-initialised (--weights-strict false) {_first(self.mismatched)}")
+            parts.append(f"re-initialised (--weights-strict false) {first_keys(self.mismatched)}")
         if self.unexpected:
-            parts.append(f"ignored {len(self.unexpected)} tensors the model lacks ({_first(self.unexpected)})")
+            parts.append(f"ignored {len(self.unexpected)} tensors the model lacks ({first_keys(self.unexpected)})")
         return "; ".join(parts)
 
     def record(self, weights: str) -> dict[str, Any]:
         """What a checkpoint keeps of it (``weights_source``): the ``--weights`` value and the line."""
         return {"weights": weights, "source": self.source, "loaded": len(self.loaded) + len(self.adapted),
                 "tensors": self.total, "note": self.line()}
-
-
-def _first(keys: list[str], shown: int = 3) -> str:
-    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
-    return ", ".join(keys[:shown]) + more
 
 
 def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], model_name: str, source: str,
@@ -124,16 +120,9 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
             fit.mismatched.append(key)
     fit.unexpected = [key for key in given if key not in own]
     if strict and (fit.mismatched or fit.unexpected):
-        missing = [key for key in fit.mismatched if key not in given]
-        reshaped = [key for key in fit.mismatched if key in given]
-        details = [f"missing {_first(missing)}"] if missing else []
-        details += [f"unexpected {_first(fit.unexpected)}"] if fit.unexpected else []
-        if reshaped:
-            key = reshaped[0]
-            details.append(f"shape of {key} is {tuple(given[key].shape)}, model has {tuple(own[key].shape)}")
-        raise ConvzooError(
-            f"weights in {source} do not fit model {model_name!r}: {'; '.join(details)}. Check --model, "
-            "or pass --weights-strict false (train) to start those layers fresh.")
+        raise weights_mismatch(own, given, source, model_name, [key for key in fit.mismatched if key not in given],
+                               fit.unexpected, [key for key in fit.mismatched if key in given],
+                               "Check --model, or pass --weights-strict false (train) to start those layers fresh.")
     return fit
 
 
