@@ -59,24 +59,18 @@ def build_model(
     image_size: int,
     *,
     model_kwargs: dict[str, Any] | None = None,
-    weights: str | None = None,
     conv: str = "torch",
     drop_path: float = 0.0,
-    weights_strict: bool = True,
 ) -> torch.nn.Module:
-    """The registered model sized for the dataset, with weights, convolution and stochastic
-    depth (``drop_path``: the last block's rate) as asked (one line on stderr says which
-    layers the weights did not fill, if any)."""
+    """The registered model sized for the dataset, with its convolution and stochastic depth
+    (``drop_path``: the last block's rate) as asked. Weights are loaded by the caller
+    (``models.pretrained.load_pretrained``), which reports how they fitted."""
     try:
         model = create_model(
             name, num_classes=spec.num_classes, in_channels=spec.channels, image_size=image_size, **(model_kwargs or {})
         )
     except TypeError as error:
         raise ConvzooError(f"model {name!r} does not accept model_kwargs {model_kwargs}: {error}") from None
-    if weights:
-        from convzoo.models.pretrained import load_pretrained, say_fit
-
-        say_fit(load_pretrained(model, name, weights, weights_strict))
     if drop_path > 0:
         from convzoo.models._common import add_stochastic_depth
 
