@@ -224,7 +224,7 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:
             raise bad(key, f"must be one of {', '.join(allowed)}, got {getattr(config, key)!r}.")
-    for key in ("epochs", "batch_size", "eval_batch_size", "step_size", "log_interval", "repeated_aug"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "step_size", "log_interval", "repeated_aug", "ema_every"):
         if getattr(config, key) < 1:
             raise bad(key, f"must be at least 1, got {getattr(config, key)}.")
     for key in ("lr", "weight_decay", "momentum", "warmup_epochs", "num_workers"):
@@ -244,8 +244,6 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
                                    "shorten it with --set warmup_epochs=N or train for more epochs.")
     if config.ema is not None and not 0 < config.ema < 1:
         raise bad("ema", f"is the average's decay, in (0, 1), e.g. 0.9998; got {config.ema}.")
-    if config.ema_every < 1:
-        raise bad("ema_every", f"must be at least 1 step, got {config.ema_every}.")
     if not 0 <= config.drop_path < 1:
         raise bad("drop_path", f"is a probability, in [0, 1), got {config.drop_path}.")
     for key in ("mixup", "cutmix"):
