@@ -35,6 +35,16 @@ from convzoo.data.memory import InMemoryLoader
 
 RANK = int(os.environ["RANK"])
 commands: list[dict] = []
+
+
+def run_convzoo(args: list[str]) -> int:
+    """``convzoo ARGS`` in this process, as the console script runs it; its exit code."""
+    sys.argv = ["convzoo", *args]
+    try:
+        convzoo.cli.main()
+        return 0
+    except SystemExit as exit_:
+        return exit_.code or 0
 """What happened in each command so far; the last entry is the running one."""
 
 
@@ -153,13 +163,7 @@ def main() -> None:
     for fault, *args in groups:
         run_dir = Path(args[args.index("--out") + 1]) / args[args.index("--name") + 1] if "--name" in args else None
         commands.append({"fault": fault, "run_dir": run_dir, "evaluations": []})
-        sys.argv = ["convzoo", *args]
-        try:
-            convzoo.cli.main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code or 0
-        now()["exit_code"] = code
+        now()["exit_code"] = run_convzoo(args)
         save_records(records_dir)
     sys.exit(max(command["exit_code"] for command in commands))
 

@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-import convzoo.cli
 import convzoo.engine.train as engine
+from distributed_worker import run_convzoo  # beside this file: torchrun puts its folder on sys.path
 
 
 def main() -> None:
@@ -29,12 +29,7 @@ def main() -> None:
         return evaluate(model, *rest, **options)
 
     engine.evaluate = evaluate_and_record
-    sys.argv = ["convzoo", *args]
-    try:
-        convzoo.cli.main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
+    code = run_convzoo(args)
     Path(records_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"exit_code": code, "sums": sums}))
     sys.exit(code)
 
