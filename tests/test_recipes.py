@@ -143,13 +143,15 @@ def test_weights_file_overrides_the_recipes_initialisation(tmp_path):
 
     from convzoo.data import get_dataset_spec
     from convzoo.engine.setup import build_model
+    from convzoo.models.pretrained import load_pretrained
 
     reference = torchvision.models.resnet18(weights=None)
     path = tmp_path / "resnet18.pt"
     torch.save(reference.state_dict(), path)
     config = load_config(None, {"model": "resnet18"})
     spec = dataclasses.replace(get_dataset_spec("synthetic", image_size=224, channels=3), num_classes=1000)
-    model = build_model("resnet18", spec, 224, model_kwargs=config.model_kwargs, weights=str(path))
+    model = build_model("resnet18", spec, 224, model_kwargs=config.model_kwargs)
+    load_pretrained(model, "resnet18", str(path))  # as train loads --weights after building
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
 
 
