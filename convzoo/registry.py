@@ -44,6 +44,10 @@ class ModelInfo:
     class count are loaded; left training by ``--freeze backbone``."""
     stem: str = "conv1"
     """Module name of the first convolution: adapted when weights for another channel count are loaded."""
+    task: str = "classification"
+    """What the model predicts: ``classification`` (one score per class), ``segmentation``
+    (a score map per class, the input's size) or ``detection`` (boxes, labels, scores).
+    ``--model`` implies the task (convzoo/tasks/)."""
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -60,6 +64,7 @@ def register_model(
     recipe: Recipe | None = None,
     head: tuple[str, ...] = ("fc",),
     stem: str = "conv1",
+    task: str = "classification",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a builder under its function name.
 
@@ -83,6 +88,7 @@ def register_model(
             recipe=recipe or DEFAULT_RECIPE,
             head=tuple(head),
             stem=stem,
+            task=task,
         )
         return builder
 
