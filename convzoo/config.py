@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CONV_IMPLEMENTATIONS = ("torch", "scratch")
+TASKS = ("classification", "segmentation")  # convzoo/tasks/: one module each
 FREEZE_CHOICES = ("none", "backbone")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile``'s modes (``torch._inductor.list_mode_options``)."""
@@ -30,6 +31,9 @@ class TrainConfig:
     """Everything that defines a training run; saved as ``config.yaml`` in the run folder."""
 
     model: str = "lenet5"
+    task: str | None = None
+    """``classification``, ``segmentation``: states the task, which the model implies
+    (``convzoo list`` shows each model's); a model of another task is refused."""
     dataset: str = "synthetic"
     data_dir: str | None = None
     epochs: int = 5
@@ -220,7 +224,8 @@ def _check_values(config: TrainConfig, source: str, key_sources: dict[str, str] 
     def bad(key: str, why: str) -> ConvzooError:
         return ConvzooError(f"{_blame(key, source, key_sources)} {why}")
 
-    choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "conv": CONV_IMPLEMENTATIONS}
+    choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES, "conv": CONV_IMPLEMENTATIONS,
+               **({"task": TASKS} if config.task is not None else {})}
     for key, allowed in choices.items():
         if getattr(config, key) not in allowed:
             raise bad(key, f"must be one of {', '.join(allowed)}, got {getattr(config, key)!r}.")

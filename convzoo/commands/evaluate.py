@@ -16,7 +16,7 @@ def eval_command(
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="A run's best.pt or last.pt (or the run folder).")],
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Evaluate on this dataset's test split (default: the one trained on).")] = None,
     data_dir: DataDirOption = None,
-    per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy per class.")] = False,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy (IoU for segmentation) per class.")] = False,
     device: DeviceOption = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Evaluation batch size.")] = None,
     conv: ConvOption = None,
@@ -26,7 +26,7 @@ def eval_command(
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Evaluate a checkpoint: top-1, top-5 and loss on the test split.
+    """Evaluate a checkpoint on the test split: top-1, top-5 and loss (segmentation: pixel accuracy, mIoU).
 
     Example: [bold]convzoo eval --checkpoint runs/lenet5-mnist/best.pt --per-class[/bold]
     """
@@ -43,11 +43,7 @@ def eval_command(
         if json_output:
             print_json(result)
             return
-        typer.echo(
-            f"{result['model']} on {result['dataset']} test ({result['n']:,} images): "
-            f"top-1 {100 * result['acc1']:.2f}%  top-5 {100 * result['acc5']:.2f}%  loss {result['loss']:.4f}"
-        )
-        if per_class:
-            width = max(map(len, result["class_names"]))
-            for name, accuracy in zip(result["class_names"], result["per_class"]):
-                typer.echo(f"  {name:<{width}}  {'n/a' if accuracy is None else f'{100 * accuracy:.2f}%'}")
+        from convzoo.tasks import get_task
+
+        for line in get_task(result["task"]).eval_lines(result):
+            typer.echo(line)

@@ -49,6 +49,7 @@ def train_command(
     head_lr_mult: Annotated[float | None, typer.Option("--head-lr-mult", help="The classifier head's learning rate is --lr times this.")] = None,
     layer_decay: Annotated[float | None, typer.Option("--layer-decay", help="Layer-wise rate decay D in (0, 1]: the block at depth d of N trains at lr x D^(N-d).")] = None,
     conv: ConvOption = None,
+    task: Annotated[str | None, typer.Option("--task", help="classification | segmentation: the task (the model implies it; a model of another task is refused).")] = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     compile_mode: CompileModeOption = None,
@@ -84,7 +85,7 @@ def train_command(
         named_flags = {
             "model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr,
             "optimizer": optimizer, "schedule": schedule, "device": device, "amp": amp, "seed": seed,
-            "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv,
+            "data_dir": data_dir, "out": out, "name": name, "weights": weights, "conv": conv, "task": task,
             "channels_last": channels_last, "compile": compile_model, "compile_mode": compile_mode,
             "checkpoint_every": int(checkpoint_every) if checkpoint_every and checkpoint_every.isdigit() else checkpoint_every,
             "sync_bn": sync_bn, "ema": ema, "ema_every": ema_every, "ema_warmup": ema_warmup,
@@ -123,12 +124,10 @@ def train_command(
         if json_output:
             print_json(result)
         else:
-            typer.echo(
-                f"best test accuracy {100 * result['best_acc']:.2f}% (epoch {result['best_epoch']}), "
-                f"final {100 * result['final_acc']:.2f}%"
-                + (f" (EMA {100 * result['final_ema_acc']:.2f}%)" if "final_ema_acc" in result else "")
-                + f", {result['train_time_s']:.1f}s training -> {result['run_dir']}"
-            )
+            from convzoo.tasks import get_task
+
+            typer.echo(get_task(result.get("task", "classification")).summary_line(result)
+                       + f", {result['train_time_s']:.1f}s training -> {result['run_dir']}")
 
 
 def _true_or_false(flag: str, value: str | None) -> bool | None:

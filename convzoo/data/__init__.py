@@ -79,6 +79,7 @@ def build_loaders(
     auto_augment: str | None = None,
     random_erasing: float = 0.0,
     repeated_aug: int = 1,
+    targets: str = "labels",
 ) -> Loaders:
     """Train and test loaders on ``device``; ``pad_to`` zero-pads small images (LeNet-5's 32x32).
 
@@ -94,6 +95,10 @@ def build_loaders(
     repeats each training image that many times in a row in the epoch's order (see ``TrainConfig``).
     """
     sizes = {True: train_size, False: test_size}
+    if targets != "labels":
+        from convzoo.errors import ConvzooError
+
+        raise ConvzooError(f"{spec.name} has labels only, no {targets}.")
     if not spec.in_memory:
         workers = default_num_workers() if num_workers is None else num_workers
         return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, workers, rank, world_size,

@@ -81,30 +81,31 @@ def build_weight_average(config: Any, model: torch.nn.Module, checkpoint: dict[s
     return average
 
 
-def better_of(test: dict[str, Any], ema_test: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    """``("ema", ema_test)`` when the average scored a higher test accuracy, else ``("model", test)``."""
-    if ema_test is not None and ema_test["acc1"] > test["acc1"]:
+def better_of(test: dict[str, Any], ema_test: dict[str, Any] | None, metric: str = "acc1") -> tuple[str, dict[str, Any]]:
+    """``("ema", ema_test)`` when the average scored higher by ``metric`` (the task's: test
+    accuracy for classification), else ``("model", test)``."""
+    if ema_test is not None and ema_test[metric] > test[metric]:
         return "ema", ema_test
     return "model", test
 
 
-def ema_record(ema_test: dict[str, Any] | None, better: str) -> dict[str, Any]:
-    """The EMA's numbers for an epoch's ``metrics.jsonl`` line (nothing without ``--ema``)."""
+def ema_record(ema_test: dict[str, Any] | None, better: str, task: Any) -> dict[str, Any]:
+    """The EMA's numbers for an epoch's ``metrics.jsonl`` line, as ``task`` records them
+    (``ema_test_acc``, ...; nothing without ``--ema``)."""
     if ema_test is None:
         return {}
-    return {"ema_test_loss": ema_test["loss"], "ema_test_acc": ema_test["acc1"], "ema_test_acc5": ema_test["acc5"],
-            "better": better}
+    return {**task.record(ema_test, prefix="ema_test"), "better": better}
 
 
 def best_state(state: dict[str, Any], average: WeightAverage | None, better: str,
-               scores: dict[str, Any]) -> dict[str, Any]:
+               scores: dict[str, Any], metric: str = "acc1") -> dict[str, Any]:
     """``best.pt``: ``last.pt``'s ``state`` with, as its ``model``, the weights that scored
     ``scores`` (the EMA's when ``better == "ema"``, so eval, predict and export use them
     unchanged), and ``weights`` saying which they are."""
     if average is None:
         return state
     best = {key: value for key, value in state.items() if key != "ema"}
-    best.update(weights=better, test_acc=scores["acc1"], test_loss=scores["loss"])
+    best.update(weights=better, test_acc=scores[metric], test_loss=scores["loss"])
     if better == "ema":
         best["model"] = state["ema"]["weights"]
     return best

@@ -1,4 +1,5 @@
-"""Evaluation: top-1, top-5, loss and per-class accuracy of a model on a loader."""
+"""Evaluation of a checkpoint on its dataset's test split, by its task (convzoo/tasks/), and
+the helpers every task's evaluation shares."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import contextlib
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 
 def autocast_context(device: torch.device, amp: bool):
@@ -19,69 +19,6 @@ def autocast_context(device: torch.device, amp: bool):
 def main_logits(outputs: Any) -> torch.Tensor:
     """The main head's logits, whether the model returned a tensor or (main, *auxiliary)."""
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-
-
-@torch.inference_mode()
-def evaluate(
-    model: torch.nn.Module,
-    loader: Any,
-    device: torch.device,
-    *,
-    num_classes: int,
-    amp: bool = True,
-    per_class: bool = False,
-) -> dict[str, Any]:
-    """Accuracy (fractions in [0, 1]) and mean cross-entropy over the whole loader.
-
-    The model is put in eval mode and restored to its previous mode afterwards. A loader
-    that is one rank's shard of a split (``world_size`` > 1, as ``build_loaders`` makes
-    under torchrun) is evaluated on this rank only and the counts are summed over the
-    ranks: every rank returns the result for the whole split, each image counted once.
-    """
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct1 = torch.zeros((), device=device, dtype=torch.long)
-    correct5 = torch.zeros((), device=device, dtype=torch.long)
-    class_correct = torch.zeros(num_classes, device=device, dtype=torch.long)
-    class_total = torch.zeros(num_classes, device=device, dtype=torch.long)
-    count = 0
-    top_k = min(5, num_classes)
-    for images, labels in loader:
-        with autocast_context(device, amp):
-            logits = main_logits(model(images)).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        top = logits.topk(top_k, dim=1).indices
-        hits = top == labels[:, None]
-        correct1 += hits[:, 0].sum()
-        correct5 += hits.any(dim=1).sum()
-        if per_class:
-            class_total += torch.bincount(labels, minlength=num_classes)
-            class_correct += torch.bincount(labels[hits[:, 0]], minlength=num_classes)
-        count += labels.numel()
-    model.train(was_training)
-    # One vector of sums (float64 counts are exact far beyond any test split), so that a
-    # sharded evaluation needs a single all-reduce.
-    sums = torch.cat([
-        torch.stack([loss_sum, correct1.double(), correct5.double(), torch.tensor(float(count), device=device)]),
-        class_correct.double(), class_total.double(),
-    ])
-    if getattr(loader, "world_size", 1) > 1:
-        from convzoo.engine.runtime import sum_over_ranks
-
-        sum_over_ranks(sums)
-    loss_total, hits1, hits5, count = sums[:4].tolist()
-    count = int(count)
-    result: dict[str, Any] = {
-        "acc1": hits1 / max(count, 1),
-        "acc5": hits5 / max(count, 1),
-        "loss": loss_total / max(count, 1),
-        "n": count,
-    }
-    if per_class:
-        class_hits, totals = sums[4:].view(2, num_classes).tolist()
-        result["per_class"] = [c / t if t else None for c, t in zip(class_hits, totals)]
-    return result
 
 
 def evaluate_checkpoint(
@@ -97,7 +34,8 @@ def evaluate_checkpoint(
     compile: bool = False,
     compile_mode: str | None = None,
 ) -> dict[str, Any]:
-    """Rebuild a checkpoint's model and evaluate it on its dataset's whole test split (or ``dataset``'s).
+    """Rebuild a checkpoint's model and evaluate it on its dataset's whole test split (or
+    ``dataset``'s), with its task's metrics (accuracy; pixel accuracy and IoU; ...).
 
     The data folder is ``data_dir``, else ``$CONVZOO_DATA``, else the run's own folder if it
     still exists, else the default (``convzoo.data.files.data_dir_for_saved_run``).
@@ -114,6 +52,7 @@ def evaluate_checkpoint(
     from convzoo.engine.fast_path import check_compile_mode, check_compile_toolchain, compile_model, to_memory_format
     from convzoo.engine.setup import build_model, channels_last_for, dataset_spec_for, loaders_for
     from convzoo.errors import ConvzooError
+    from convzoo.tasks import task_for
 
     check_compile_mode(compile_mode)
     torch_device = pick_device(device)
@@ -134,6 +73,7 @@ def evaluate_checkpoint(
     # share under $CONVZOO_QUICK=1, as the README test runs every command).
     values["test_size"] = quick_cap(None, QUICK_TEST_SIZE)
     config = config_from_dict(values, source=checkpoint["path"])
+    task = task_for(config)
     spec, pad_to = dataset_spec_for(config)
     # Checkpoints from before num_classes was stored: the classifier's bias is the last tensor.
     class_note = None
@@ -151,14 +91,16 @@ def evaluate_checkpoint(
                 f"{spec.name} has {spec.channels}. Pass a --dataset with {trained_spec.channels}-channel images."
             )
         class_note = other_classes_note(checkpoint, trained_spec, spec)
-    loaders = loaders_for(config, spec, pad_to, torch_device, test_only=True)
+    loaders = loaders_for(config, spec, pad_to, torch_device, test_only=True, targets=task.targets)
     model = build_model(config.model, spec, loaders.image_size, model_kwargs=config.model_kwargs, conv=config.conv)
     load_model_state(model, checkpoint["model"], checkpoint["path"], config.model)
     model = to_memory_format(model.to(torch_device), channels_last_for(config, torch_device))
     if compile or compile_mode:
         model = compile_model(model, torch_device, compile_mode)
-    result = evaluate(model, loaders.test, torch_device, num_classes=spec.num_classes, amp=config.amp, per_class=per_class)
-    result.update({"checkpoint": checkpoint["path"], "model": config.model, "dataset": spec.name, "epoch": checkpoint["epoch"]})
+    result = task.evaluate(model, loaders.test, torch_device, num_classes=spec.num_classes, amp=config.amp,
+                           per_class=per_class)
+    result.update({"checkpoint": checkpoint["path"], "model": config.model, "dataset": spec.name,
+                   "epoch": checkpoint["epoch"], "task": task.name})
     if per_class:
         result["class_names"] = list(dataset_class_names(spec))
     if class_note:

@@ -15,13 +15,18 @@ from pathlib import Path
 from typing import Any
 
 
-def format_epoch_line(record: dict[str, Any]) -> str:
+def format_epoch_line(record: dict[str, Any], task: Any = None) -> str:
+    """One epoch's line; the test numbers as ``task`` (default: classification) describes them."""
+    if task is None:
+        from convzoo.tasks.classification import Classification
+
+        task = Classification()
     parts = [f"epoch {record['epoch']}/{record['epochs']}",
              f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%"
              + (f" ({record['train_acc_of']})" if "train_acc_of" in record else ""),
-             f"test loss {record['test_loss']:.4f} acc {100 * record['test_acc']:.2f}%"]
-    if "ema_test_acc" in record:
-        parts.append(f"ema loss {record['ema_test_loss']:.4f} acc {100 * record['ema_test_acc']:.2f}%")
+             f"test {task.describe(record, 'test')}"]
+    if "better" in record:  # --ema
+        parts.append(f"ema {task.describe(record, 'ema_test')}")
     parts.append(f"lr {record['lr']:.3g}  {record['images_per_s']:,.0f} img/s  {record['epoch_time_s']:.1f}s")
     return "  ".join(parts)
 
@@ -129,8 +134,13 @@ class RunLogger:
     """Writes ``metrics.jsonl`` and TensorBoard events in the run folder (main process only)."""
 
     def __init__(self, run_dir: Path, enabled: bool, quiet: bool, progress_bars: bool = True,
-                 step_lines: bool = True, log_interval: int = 50) -> None:
+                 step_lines: bool = True, log_interval: int = 50, task: Any = None) -> None:
         self.run_dir = run_dir
+        if task is None:
+            from convzoo.tasks.classification import Classification
+
+            task = Classification()
+        self.task = task
         self.enabled = enabled
         self.quiet = quiet
         self.interactive = enabled and not quiet and progress_bars and sys.stderr.isatty()
@@ -159,20 +169,17 @@ class RunLogger:
         step = record["epoch"]
         for key in ("train_loss", "test_loss"):
             self.writer.add_scalar(f"loss/{key.split('_')[0]}", record[key], step)
-        self.writer.add_scalar("accuracy/train", record["train_acc"], step)
-        self.writer.add_scalar("accuracy/test", record["test_acc"], step)
-        self.writer.add_scalar("accuracy/test_top5", record["test_acc5"], step)
-        if "ema_test_acc" in record:
-            self.writer.add_scalar("accuracy/test_ema", record["ema_test_acc"], step)
+        for tag, value in self.task.scalars(record).items():
+            self.writer.add_scalar(tag, value, step)
         self.writer.add_scalar("lr", record["lr"], step)
         for block, rate in record.get("lr_blocks", {}).items():  # fine-tuning's per-block rates
             self.writer.add_scalar(f"lr/{block}", rate, step)
         self.writer.add_scalar("throughput/images_per_s", record["images_per_s"], step)
         self.writer.flush()
         if self.interactive:
-            _stderr_console().print(format_epoch_line(record), highlight=False)
+            _stderr_console().print(format_epoch_line(record, self.task), highlight=False)
         else:
-            self.message(format_epoch_line(record))
+            self.message(format_epoch_line(record, self.task))
 
     def close(self, hparams: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
         if self.writer is None:

@@ -105,12 +105,13 @@ def resume_position(checkpoint: dict[str, Any] | None, runtime: Runtime, steps_p
     return int(checkpoint["step"]), None
 
 
-def restored_running_sums(checkpoint: dict[str, Any] | None, start_step: int, runtime: Runtime
-                          ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+def restored_running_sums(checkpoint: dict[str, Any] | None, start_step: int, runtime: Runtime,
+                          hits_dtype: torch.dtype = torch.long) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """This rank's ``(loss_sum, correct, seen, epoch_seconds)`` at ``start_step``: zeros at
-    an epoch's start, the saved sums when continuing within one."""
+    an epoch's start, the saved sums when continuing within one. ``correct`` counts the
+    task's training hits in ``hits_dtype`` (labels: a count; pixels: fractions of images)."""
     device = runtime.device
-    zeros = (torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0)
+    zeros = (torch.zeros((), device=device), torch.zeros((), device=device, dtype=hits_dtype), 0)
     if start_step == 0:
         return (*zeros, 0.0)
     running = checkpoint["running"]

@@ -85,7 +85,7 @@ def build_model(
 
 
 def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torch.device, rank: int = 0,
-                world_size: int = 1, test_only: bool = False):
+                world_size: int = 1, test_only: bool = False, targets: str = "labels"):
     return build_loaders(
         spec,
         batch_size=config.batch_size,
@@ -105,6 +105,7 @@ def loaders_for(config: Any, spec: DatasetSpec, pad_to: int | None, device: torc
         auto_augment=config.auto_augment,
         random_erasing=config.random_erasing,
         repeated_aug=config.repeated_aug,
+        targets=targets,
     )
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 from convzoo.config import RUN_DEFINING_KEYS, TrainConfig, config_from_dict, read_yaml, save_config
 from convzoo.data.class_names import dataset_class_names
@@ -32,7 +31,7 @@ from convzoo.engine.checkpoint import (
 )
 from convzoo.engine.divergence import DivergenceGuard
 from convzoo.engine.ema import best_state, better_of, build_weight_average, ema_record
-from convzoo.engine.evaluate import autocast_context, evaluate, main_logits
+from convzoo.engine.evaluate import autocast_context
 from convzoo.engine.logging import RunLogger
 from convzoo.engine.finetune import Freezing, rates_line
 from convzoo.engine.optim import (
@@ -53,22 +52,7 @@ from convzoo.errors import ConvzooError
 from convzoo.recipes import recipe_summary
 from convzoo.registry import get_model_info
 from convzoo.seeding import derived_seed, seed_generators
-
-
-def training_loss(outputs: Any, labels: torch.Tensor, label_smoothing: float, aux_weight: float) -> torch.Tensor:
-    """Cross-entropy of the main head, plus ``aux_weight`` x each auxiliary head's
-    (GoogLeNet's training loss, Szegedy et al. 2014, section 5). ``labels`` are class
-    indices, or the soft targets of MixUp/CutMix, which carry their label smoothing already
-    (cross-entropy against probabilities is timm's ``SoftTargetCrossEntropy``)."""
-    if labels.is_floating_point():
-        label_smoothing = 0.0
-    if isinstance(outputs, (tuple, list)):
-        main, *auxiliary = outputs
-        loss = F.cross_entropy(main.float(), labels, label_smoothing=label_smoothing)
-        for aux_logits in auxiliary:
-            loss = loss + aux_weight * F.cross_entropy(aux_logits.float(), labels, label_smoothing=label_smoothing)
-        return loss
-    return F.cross_entropy(outputs.float(), labels, label_smoothing=label_smoothing)
+from convzoo.tasks import task_for
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -324,8 +308,9 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     check_sync_bn(config, runtime.distributed, device)
 
     torch.manual_seed(config.seed)
+    task = task_for(config)  # what the batches' targets are, the loss, the metrics (convzoo/tasks/)
     spec, pad_to = dataset_spec_for(config)
-    loaders = loaders_for(config, spec, pad_to, device, runtime.rank, runtime.world_size)
+    loaders = loaders_for(config, spec, pad_to, device, runtime.rank, runtime.world_size, targets=task.targets)
     if len(loaders.train) == 0:
         raise ConvzooError(
             f"batch size {config.batch_size} is larger than the training set ({loaders.train.num_samples} images). Lower --batch-size."
@@ -384,7 +369,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
     logger = RunLogger(run_dir, enabled=runtime.is_main, quiet=quiet, progress_bars=progress_bars,
-                       step_lines=step_lines, log_interval=config.log_interval)
+                       step_lines=step_lines, log_interval=config.log_interval, task=task)
     logger.message(
         f"{'resuming' if checkpoint else 'training'} {config.model} on {spec.name} "
         f"({loaders.train.num_samples * runtime.world_size:,} images, {loaders.image_size}x{loaders.image_size}) on {device}"
@@ -421,9 +406,10 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
     train_time = float(checkpoint.get("train_time_s", 0.0)) if checkpoint else 0.0
     record: dict[str, Any] = {}
     # The last evaluation's numbers (a mid-epoch checkpoint keeps those of the epoch before).
-    test: dict[str, Any] = {"acc1": checkpoint["test_acc"], "loss": checkpoint.get("test_loss")} \
+    # (``test_acc``, ``best_acc``: the score of the task's metric, accuracy for classification.)
+    test: dict[str, Any] = {task.metric: checkpoint["test_acc"], "loss": checkpoint.get("test_loss")} \
         if checkpoint and checkpoint.get("test_acc") is not None else {}
-    ema_test: dict[str, Any] | None = {"acc1": checkpoint["ema_test_acc"], "loss": checkpoint["ema_test_loss"]} \
+    ema_test: dict[str, Any] | None = {task.metric: checkpoint["ema_test_acc"], "loss": checkpoint["ema_test_loss"]} \
         if checkpoint and checkpoint.get("ema_test_acc") is not None else None
 
     def state_at(epochs_done: int, step: int = 0, running: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -432,9 +418,10 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
             "format": CHECKPOINT_FORMAT, "model_name": config.model, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "epoch": epochs_done, "step": step, "running": running, "best_acc": best_acc, "best_epoch": best_epoch,
-            "test_acc": test.get("acc1"), "test_loss": test.get("loss"), "config": config.to_dict(),
+            "test_acc": test.get(task.metric), "test_loss": test.get("loss"), "config": config.to_dict(),
+            "task": task.name, "metric": task.metric,
             "ema": None if ema is None else ema.state_dict(),
-            "ema_test_acc": None if ema_test is None else ema_test["acc1"],
+            "ema_test_acc": None if ema_test is None else ema_test[task.metric],
             "ema_test_loss": None if ema_test is None else ema_test["loss"],
             "world_size": runtime.world_size, "steps_per_epoch": steps_per_epoch,
             "image_size": loaders.image_size, "num_classes": spec.num_classes, "train_time_s": train_time,
@@ -462,7 +449,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 logger.message(f"epoch {epoch + 1}: every parameter trains from now on (--unfreeze-at {epoch + 1})")
                 train_model = wrapped_for_training(model)
             freezing.train_mode(train_model, model)  # train(), with frozen BatchNorm statistics kept
-            loss_sum, correct, seen, epoch_time_before = restored_running_sums(checkpoint, first_step, runtime)
+            loss_sum, correct, seen, epoch_time_before = restored_running_sums(checkpoint, first_step, runtime,
+                                                                               task.hits_dtype)
             seen_before = seen
             progress = logger.progress(steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", start=first_step)
             started = time.perf_counter()
@@ -477,8 +465,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                     mix_seed = derived_seed(config.seed, "mix", epoch, step, runtime.rank)
                     images, targets, labels = mixer(images, labels, mix_seed)
                 with autocast_context(device, config.amp):
-                    outputs = train_model(images)
-                    loss = training_loss(outputs, targets, config.label_smoothing, aux_weight)
+                    loss, outputs = task.loss(train_model, images, targets, label_smoothing=config.label_smoothing,
+                                              aux_weight=aux_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip is not None:
@@ -488,10 +476,11 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 if ema is not None:
                     ema.update(model, epoch * steps_per_epoch + step + 1)
                 # Accumulate on the device: no host sync per step.
-                loss_sum += loss.detach() * labels.numel()
-                correct += (main_logits(outputs).detach().argmax(1) == labels).sum()
-                seen += labels.numel()
-                guard.after_step(epoch * steps_per_epoch + step + 1, loss, labels.numel())
+                batch = len(labels)
+                loss_sum += loss.detach() * batch
+                correct += task.hits(outputs, labels)
+                seen += batch
+                guard.after_step(epoch * steps_per_epoch + step + 1, loss, batch)
                 if progress.due(step):  # reading the running numbers syncs with the device: only when shown
                     rate = (seen - seen_before) / max(time.perf_counter() - started, 1e-9)
                     progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  acc {100 * correct.item() / seen:.2f}%  "
@@ -526,22 +515,23 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 save_within_epoch(epoch, steps_per_epoch, loss_sum, correct, seen, epoch_time)
                 raise _stopped(signals, runtime, f"at the end of epoch {epoch + 1}, before its evaluation", run_dir)
             train_time += epoch_time
-            test = evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
-            ema_test = None if ema is None else evaluate(ema.module, loaders.test, device, num_classes=spec.num_classes,
-                                                         amp=config.amp)
-            better, scores = better_of(test, ema_test)  # best.pt: the model or its average, whichever scored higher
-            is_best = scores["acc1"] > best_acc
+            test = task.evaluate(model, loaders.test, device, num_classes=spec.num_classes, amp=config.amp)
+            ema_test = None if ema is None else task.evaluate(ema.module, loaders.test, device,
+                                                              num_classes=spec.num_classes, amp=config.amp)
+            # best.pt: the model or its average, whichever scored higher by the task's metric
+            better, scores = better_of(test, ema_test, task.metric)
+            is_best = scores[task.metric] > best_acc
             if is_best:
-                best_acc, best_epoch = scores["acc1"], epoch + 1
+                best_acc, best_epoch = scores[task.metric], epoch + 1
             record = {
                 "epoch": epoch + 1, "epochs": config.epochs,
                 "train_loss": train_loss, "train_acc": correct_total / seen_total,
                 **({"train_acc_of": "dominant label"} if mixer is not None else {}),
-                "test_loss": test["loss"], "test_acc": test["acc1"], "test_acc5": test["acc5"],
+                **task.record(test),
                 "lr": scheduled_rate(optimizer),
                 "train_images": int(seen_total), "test_images": test["n"],
                 "images_per_s": seen_total / epoch_time, "epoch_time_s": epoch_time,
-                **ema_record(ema_test, better),
+                **ema_record(ema_test, better, task),
             }
             if rates := block_rates(optimizer):  # --layer-decay, --head-lr-mult
                 record["lr_blocks"] = rates
@@ -551,13 +541,14 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 state = state_at(epoch + 1)
                 atomic_save(state, run_dir / "last.pt")
                 if is_best:
-                    atomic_save(best_state(state, ema, better, scores), run_dir / "best.pt")
+                    atomic_save(best_state(state, ema, better, scores, task.metric), run_dir / "best.pt")
             schedule.written()
     result = {
         "run_dir": str(run_dir), "model": config.model, "dataset": spec.name, "device": str(device),
+        "task": task.name, "metric": task.metric,
         "epochs": config.epochs, "best_acc": best_acc, "best_epoch": best_epoch,
-        "final_acc": test.get("acc1", best_acc), "final_loss": test.get("loss"),
-        **({"final_ema_acc": ema_test["acc1"]} if ema_test else {}),
+        "final_acc": test.get(task.metric, best_acc), "final_loss": test.get("loss"),
+        **({"final_ema_acc": ema_test[task.metric]} if ema_test else {}),
         "train_time_s": train_time, "complete": True,
         "warnings": [guard.warning] if guard.warning else [],
     }
@@ -572,6 +563,7 @@ def _already_complete(config: TrainConfig, run_dir: Path, checkpoint: dict, runt
         print(f"{run_dir} already completed its {config.epochs} epochs; nothing to do.", file=sys.stderr)
     return {
         "run_dir": str(run_dir), "model": config.model, "dataset": config.dataset, "device": str(runtime.device),
+        "task": checkpoint.get("task", "classification"), "metric": checkpoint.get("metric", "acc1"),
         "epochs": config.epochs, "best_acc": checkpoint["best_acc"], "best_epoch": checkpoint["best_epoch"],
         "final_acc": checkpoint["test_acc"], "final_loss": _final_test_loss(run_dir, checkpoint),
         **({"final_ema_acc": checkpoint["ema_test_acc"]} if checkpoint.get("ema_test_acc") is not None else {}),

@@ -9,7 +9,7 @@ import torch
 
 from convzoo.config import TrainConfig, config_from_dict, read_yaml
 from convzoo.data.mixing import BatchMixer, build_mixer
-from convzoo.engine.train import training_loss
+from convzoo.tasks.classification import training_loss
 from convzoo.errors import ConvzooError
 
 

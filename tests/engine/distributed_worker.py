@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 import convzoo.cli
 import convzoo.engine.train as engine
+import convzoo.tasks.classification as classification
 from convzoo.data.memory import InMemoryLoader
 
 RANK = int(os.environ["RANK"])
@@ -146,9 +147,9 @@ def main() -> None:
         else:
             groups[-1].append(arg)
 
-    engine.evaluate = counting_evaluate(engine.evaluate)
+    classification.evaluate = counting_evaluate(classification.evaluate)
     engine.train = timed_train(engine.train)
-    engine.training_loss = nan_loss_at_fourth_step_or_sigterm_at_second(engine.training_loss)
+    classification.training_loss = nan_loss_at_fourth_step_or_sigterm_at_second(classification.training_loss)
     if RANK == 0:
         engine.atomic_save = slow_save(engine.atomic_save)
     dist.destroy_process_group = recorded_destroy(dist.destroy_process_group)

@@ -15,20 +15,20 @@ import os
 import sys
 from pathlib import Path
 
-import convzoo.engine.train as engine
+import convzoo.tasks.classification as classification
 from distributed_worker import run_convzoo  # beside this file: torchrun puts its folder on sys.path
 
 
 def main() -> None:
     records_dir, *args = sys.argv[1:]
     sums: list[dict[str, float]] = []
-    evaluate = engine.evaluate
+    evaluate = classification.evaluate
 
     def evaluate_and_record(model, *rest, **options):
         sums.append({name: float(parameter.double().sum()) for name, parameter in model.named_parameters()})
         return evaluate(model, *rest, **options)
 
-    engine.evaluate = evaluate_and_record
+    classification.evaluate = evaluate_and_record
     code = run_convzoo(args)
     Path(records_dir, f"rank{os.environ['RANK']}.json").write_text(json.dumps({"exit_code": code, "sums": sums}))
     sys.exit(code)

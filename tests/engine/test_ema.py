@@ -82,12 +82,12 @@ def test_the_cli_reports_both_models_and_best_pt_holds_the_better(tmp_path, cli,
     """Which one scores higher is the data's business: both outcomes are forced here, and
     best.pt's weights, evaluated as ``eval`` would, give the accuracy it records."""
     import convzoo.engine.train as engine
-    from convzoo.engine.evaluate import evaluate
+    from convzoo.tasks.classification import evaluate
     from convzoo.engine.setup import build_model, dataset_spec_for, loaders_for
     from tests.conftest import require_dataset
 
     require_dataset(data_dir, "MNIST")
-    monkeypatch.setattr(engine, "better_of", lambda test, ema_test: (better, ema_test if better == "ema" else test))
+    monkeypatch.setattr(engine, "better_of", lambda test, ema_test, metric: (better, ema_test if better == "ema" else test))
     code, stdout, stderr = cli(
         "train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", data_dir, "--epochs", "1",
         "--batch-size", "32", "--set", "train_size=320", "--set", "test_size=200", "--ema", "0.9",

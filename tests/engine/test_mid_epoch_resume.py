@@ -42,6 +42,7 @@ def memory_config(tmp_path, name, **changes) -> TrainConfig:
 def killed_after_checkpoint(config: TrainConfig | None, monkeypatch, epoch: int, step: int, resume=None) -> None:
     """Train ``config`` (or resume ``resume``) until last.pt holds (``epoch`` done, ``step``), then die there."""
     import convzoo.engine.train as engine
+    import convzoo.tasks.classification as classification
 
     save = engine.atomic_save
 
@@ -80,6 +81,7 @@ def assert_resumed_mid_epoch_run_is_bit_identical(tmp_path, monkeypatch, **chang
 @pytest.fixture
 def dropout(monkeypatch):
     import convzoo.engine.train as engine
+    import convzoo.tasks.classification as classification
 
     monkeypatch.setattr(engine, "build_model", with_dropout(engine.build_model))
 
@@ -115,11 +117,12 @@ def test_sigterm_stops_after_the_step_with_a_resumable_checkpoint(tmp_path, monk
     """The signal arrives during step 5 of epoch 1 (as from a cluster's scheduler): the step
     finishes, last.pt holds it, and the run resumed from there ends as one never stopped."""
     import convzoo.engine.train as engine
+    import convzoo.tasks.classification as classification
 
     runs = tmp_path / "runs"
     train(memory_config(tmp_path, "straight"), quiet=True)
     calls = {"steps": 0}
-    training_loss = engine.training_loss
+    training_loss = classification.training_loss
 
     def loss_then_signal(*args, **kwargs):
         calls["steps"] += 1
@@ -128,7 +131,7 @@ def test_sigterm_stops_after_the_step_with_a_resumable_checkpoint(tmp_path, monk
         return training_loss(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(engine, "training_loss", loss_then_signal)
+        patch.setattr(classification, "training_loss", loss_then_signal)
         with pytest.raises(StoppedBySignal, match=f"stopped by SIGTERM at epoch 1 step 5; resume with --resume {runs / 'stopped'}") as stopped:
             train(memory_config(tmp_path, "stopped"), quiet=True)
     assert stopped.value.exit_code == 143
@@ -201,11 +204,12 @@ def stopped_during_last_step_of_epoch_1(config: TrainConfig, monkeypatch) -> lis
     """Train ``config`` (8 steps per epoch) with SIGTERM arriving in epoch 1's last step;
     returns the list to which each later evaluation appends what last.pt then held."""
     import convzoo.engine.train as engine
+    import convzoo.tasks.classification as classification
 
     calls = {"steps": 0}
     last_pt_at_evaluation = []
     last = Path(config.out) / config.name / "last.pt"
-    training_loss, evaluate = engine.training_loss, engine.evaluate
+    training_loss, evaluate = classification.training_loss, classification.evaluate
 
     def loss_then_signal(*args, **kwargs):
         calls["steps"] += 1
@@ -218,9 +222,9 @@ def stopped_during_last_step_of_epoch_1(config: TrainConfig, monkeypatch) -> lis
         last_pt_at_evaluation.append((saved.get("epoch"), saved.get("step")))
         return evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "evaluate", evaluate_noting_last_pt)
+    monkeypatch.setattr(classification, "evaluate", evaluate_noting_last_pt)
     with monkeypatch.context() as patch:
-        patch.setattr(engine, "training_loss", loss_then_signal)
+        patch.setattr(classification, "training_loss", loss_then_signal)
         with pytest.raises(StoppedBySignal, match="stopped by SIGTERM at the end of epoch 1, before its evaluation; "
                                                   f"resume with --resume {last.parent}"):
             train(config, quiet=True)

@@ -22,7 +22,7 @@ def small_config(tmp_path, **changes) -> TrainConfig:
 
 def initial_test_loss(config: TrainConfig) -> float:
     """The test loss of the model exactly as ``train`` initialises it (same seed)."""
-    from convzoo.engine.evaluate import evaluate
+    from convzoo.tasks.classification import evaluate
     from convzoo.engine.setup import build_model, dataset_spec_for, loaders_for
 
     torch.manual_seed(config.seed)
@@ -137,6 +137,7 @@ def test_ranks_draw_their_own_random_numbers_from_identical_initial_weights(tmp_
     """Dropout masks (and any other draw) must differ between ranks, or every replica drops
     the same units for the same batch; the initial weights must not (DDP replicas start equal)."""
     import convzoo.engine.train as engine
+    import convzoo.tasks.classification as classification
     from convzoo.engine.runtime import Runtime
 
     seen: dict[str, list] = {"weights": [], "generator": []}
@@ -151,9 +152,9 @@ def test_ranks_draw_their_own_random_numbers_from_identical_initial_weights(tmp_
         seen["generator"].append(torch.get_rng_state())
         return training_loss(*args, **kwargs)
 
-    training_loss = engine.training_loss
+    training_loss = classification.training_loss
     monkeypatch.setattr(engine, "build_model", build_and_keep)
-    monkeypatch.setattr(engine, "training_loss", loss_and_keep)
+    monkeypatch.setattr(classification, "training_loss", loss_and_keep)
     config = small_config(tmp_path, epochs=1, train_size=64)
     for rank in (0, 1):  # the rank as torchrun would set it; one process, no process group
         engine._train(config, tmp_path / f"rank{rank}", None, Runtime(torch.device("cpu"), rank=rank),
