@@ -26,12 +26,14 @@ def predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes decoding image files (default: cores - 1, at most 4).")] = None,
     csv_file: Annotated[str | None, typer.Option("--csv", help="Also write one row per image to this CSV file.")] = None,
+    out: Annotated[str, typer.Option("--out", help="Segmentation models: the folder for each image's NAME.mask.png (class indices, VOC palette) and NAME.overlay.png.")] = "predictions",
     data_dir: DataDirOption = None,
     device: DeviceOption = None,
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Predict the classes of images with a trained model, preprocessed as its run evaluated.
+    """Predict the classes of images with a trained model, preprocessed as its run evaluated;
+    a segmentation model's masks are written as PNGs (mask and colour overlay) into --out.
 
     Files that cannot be decoded are reported and skipped; the exit code is then 1.
 
@@ -40,6 +42,7 @@ def predict_command(
       [bold]convzoo predict --checkpoint runs/lenet5-mnist/best.pt --dataset mnist --samples 5 --top-k 3[/bold]
       [bold]convzoo predict --model resnet18 --weights torchvision cat.jpg --json[/bold]
       [bold]convzoo predict --weights runs/lenet5-mnist/best.onnx digit.png[/bold]  (also .torchscript.pt, .safetensors)
+      [bold]convzoo predict --checkpoint runs/fcn8s/best.pt scene.png --out masks/[/bold]  (segmentation)
     """
     with user_errors(debug):
         from convzoo.deploy.predict import Predictor, UnreadableImage, is_predictable_export
@@ -68,6 +71,13 @@ def predict_command(
                     f"{weights} holds weights only, without the dataset they were trained on (normalisation, class "
                     "names): pass --dataset NAME, or a run's best.pt or .safetensors export, which carry them.")
             predictor = Predictor(source, device=device or "auto", dataset=dataset)
+        from convzoo.registry import get_model_info
+
+        if get_model_info(source.config.model).task == "segmentation":
+            _predict_masks(predictor, images, out, json_output, batch_size=batch_size, workers=workers, dataset=dataset,
+                           samples=samples, index=index, split=split, data_dir=data_dir or source.config.data_dir,
+                           seed=seed)
+            return
         top_k = predictor.check_top_k(top_k)
         if not predictor.names_stored and not json_output:
             typer.echo(f"note: {source.source} stores no class names (trained before convzoo stored them); "
@@ -92,3 +102,46 @@ def predict_command(
             typer.echo(f"error: {summary['failed']} of {summary['failed'] + summary['predicted']} images could not "
                        "be read (listed above); the others were predicted.", err=True)
             raise typer.Exit(1)
+
+
+def _predict_masks(predictor, images, out: str, json_output: bool, *, batch_size: int, workers: int | None,
+                   dataset: str | None, samples: int | None, index: list[int] | None, split: str,
+                   data_dir: str | None, seed: int) -> None:
+    """``predict`` for a segmentation model: a line per image (the classes it holds and
+    their share of the pixels), its mask and overlay PNGs in ``out``."""
+    import torch
+
+    from convzoo.deploy.predict import UnreadableImage
+    from convzoo.deploy.segment import MaskWriter, segment_files
+    from convzoo.errors import ConvzooError
+    from convzoo.inspection import select_images
+
+    writer = MaskWriter(predictor, out)
+    if images:
+        results = segment_files(writer, images, batch_size=batch_size, num_workers=workers)
+    else:
+        if dataset is None and not (samples or index):
+            raise ConvzooError("no images given: pass image files or folders, or --dataset NAME --samples N.")
+        chosen = select_images(predictor.spec, predictor.preprocessing, indices=index, samples=samples, split=split,
+                               data_dir=data_dir, seed=seed)
+        stored = chosen.pixels.mul(255).round_().to(torch.uint8)  # as stored: the loader's normalisation
+        results = writer.predictions(stored, chosen.names)
+    predicted, failed = [], []
+    for result in results:
+        if isinstance(result, UnreadableImage):
+            failed.append(result.to_dict())
+            if not json_output:
+                typer.echo(f"error: {result.error}", err=True)
+            continue
+        predicted.append(result.to_dict())
+        if not json_output:
+            shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in result.shares.items())
+            typer.echo(f"{result.image}: {shares}  -> {result.files['overlay']}")
+    if json_output:
+        print_json({"model": predictor.source.model_name, "source": predictor.source.source,
+                    "dataset": predictor.spec.name, "out": out, "predicted": len(predicted), "failed": len(failed),
+                    "predictions": predicted, "failures": failed})
+    if failed:
+        typer.echo(f"error: {len(failed)} of {len(failed) + len(predicted)} images could not be read (listed above); "
+                   "the others were predicted.", err=True)
+        raise typer.Exit(1)

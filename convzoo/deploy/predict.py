@@ -113,8 +113,9 @@ class Predictor:
         return top_k
 
     @torch.inference_mode()
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Softmax over classes of (N, C, S, S) images: uint8 as stored, or float pixels in [0, 1]."""
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """The main head's outputs for (N, C, S, S) images: uint8 as stored, or float pixels
+        in [0, 1] (class scores; a segmentation model's score maps)."""
         images = images.to(self.device)
         if images.dtype == torch.uint8:
             inputs = images.float().mul_(self._scale).add_(self._shift)
@@ -122,7 +123,11 @@ class Predictor:
             inputs = self.preprocessing.normalize(images.float())
         from convzoo.engine.evaluate import main_logits
 
-        return torch.softmax(main_logits(self.model(inputs)).float(), dim=1)
+        return main_logits(self.model(inputs)).float()
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes of (N, C, S, S) images: uint8 as stored, or float pixels in [0, 1]."""
+        return torch.softmax(self.scores(images), dim=1)
 
     def predict(self, images: torch.Tensor, top_k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(probabilities, classes) of each image's ``top_k`` classes, each (N, top_k)."""
@@ -145,22 +150,29 @@ class Predictor:
     ) -> Iterator[ImagePrediction | UnreadableImage]:
         """Stream image files and folders (searched recursively) through a DataLoader, in order."""
         self.check_top_k(top_k)
+        for images, decoded, failures in self.file_batches(paths, batch_size=batch_size, num_workers=num_workers):
+            by_index: dict[int, ImagePrediction | UnreadableImage] = {
+                index: UnreadableImage(name, error) for index, name, error in failures}
+            if decoded:
+                probabilities, classes = self.predict(images, top_k)
+                for (index, name), probability, chosen in zip(decoded, probabilities, classes):
+                    by_index[index] = self._prediction(name, probability, chosen, None)
+            for index in sorted(by_index):
+                yield by_index[index]
+
+    def file_batches(self, paths: Sequence[str | Path], *, batch_size: int = 64, num_workers: int | None = None
+                     ) -> Iterator[tuple[torch.Tensor, list[tuple[int, str]], list[tuple[int, str, str]]]]:
+        """Image files and folders (searched recursively) decoded by a DataLoader and brought to
+        the model's input as uint8, in batches: ``(images, (position, file) of each,
+        (position, file, error) of those that could not be decoded)``, positions in file order."""
         files = image_files_in(paths)
         workers = default_workers() if num_workers is None else num_workers
         workers = min(workers, math.ceil(len(files) / batch_size) - 1)  # a single batch decodes faster in-process
         loader = DataLoader(ImageFiles(files, self.preprocessing), batch_size=batch_size, num_workers=max(workers, 0),
                             collate_fn=collate_readable, pin_memory=self.device.type == "cuda")
         for images, indices, failures in loader:
-            predicted = iter(())
-            if len(indices):
-                probabilities, classes = self.predict(images, top_k)
-                predicted = iter(zip(indices, probabilities, classes))
-            by_index: dict[int, ImagePrediction | UnreadableImage] = {
-                index: UnreadableImage(str(files[index]), error) for index, error in failures}
-            for index, probability, chosen in predicted:
-                by_index[index] = self._prediction(str(files[index]), probability, chosen, None)
-            for index in sorted(by_index):
-                yield by_index[index]
+            yield (images, [(index, str(files[index])) for index in indices],
+                   [(index, str(files[index]), error) for index, error in failures])
 
     def _prediction(self, image: str, probabilities: torch.Tensor, classes: torch.Tensor,
                     label: int | None) -> ImagePrediction:

@@ -52,7 +52,7 @@ from convzoo.errors import ConvzooError
 from convzoo.recipes import recipe_summary
 from convzoo.registry import get_model_info
 from convzoo.seeding import derived_seed, seed_generators
-from convzoo.tasks import task_for
+from convzoo.tasks import check_task_options, task_for
 
 
 def default_run_name(config: TrainConfig) -> str:
@@ -309,6 +309,7 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
 
     torch.manual_seed(config.seed)
     task = task_for(config)  # what the batches' targets are, the loss, the metrics (convzoo/tasks/)
+    check_task_options(config, task)
     spec, pad_to = dataset_spec_for(config)
     loaders = loaders_for(config, spec, pad_to, device, runtime.rank, runtime.world_size, targets=task.targets)
     if len(loaders.train) == 0:

@@ -48,3 +48,19 @@ def task_name_for(model: str, asked: str | None = None) -> str:
 def task_for(config: Any) -> Any:
     """The task object of a run's config (its model's task)."""
     return get_task(task_name_for(config.model, getattr(config, "task", None)))
+
+
+def check_task_options(config: Any, task: Any) -> None:
+    """Refuse, in one line, the options a task cannot use: mixing images mixes their labels
+    (MixUp/CutMix are defined for one label per image), and the batched automatic augmentation
+    and random erasing move or erase pixels without moving their masks."""
+    if task.accepts_mixing:
+        return
+    asked = [flag for flag, value in (("--mixup", config.mixup), ("--cutmix", config.cutmix),
+                                      ("--auto-augment", config.auto_augment),
+                                      ("--random-erasing", config.random_erasing)) if value]
+    if asked:
+        raise ConvzooError(
+            f"{', '.join(asked)} augment{'s' if len(asked) == 1 else ''} images for classification; {config.model} is "
+            f"a {task.name} model, whose targets would not follow. Drop {' and '.join(asked)}."
+        )
