@@ -65,13 +65,14 @@ class Explainer:
         window: int | None = None,
         batch_size: int = 64,
         seed: int = 0,
+        region: tuple[int, int, int, int] | None = None,
     ) -> None:
         self.method = check_method(method)
         if not 0 < noise <= 1 and method == "smoothgrad":
             raise ConvzooError(f"--noise is a fraction of the input range, in (0, 1]; got {noise}.")
         if min(samples, steps) < 1:
             raise ConvzooError("--noise-samples and --steps must be at least 1.")
-        self.model = GradientReadyModel(model, preprocessing)
+        self.model = GradientReadyModel(model, preprocessing, region)  # region: segmentation models' pixels explained
         self.model_name = model_name
         self.layer = layer
         self._resolved_layer: str | None = None
@@ -102,11 +103,13 @@ class Explainer:
         return torch.softmax(self.model(inputs.to(self.device)).float(), dim=1)
 
     def check_target(self, target: int | Sequence[int] | torch.Tensor | None, inputs: torch.Tensor) -> torch.Tensor:
-        """(N,) target classes: the predicted ones for None, else ``target`` checked against the classes."""
+        """(N,) target classes: the predicted ones for None (a segmentation model's: the class
+        it gives most of the region, background aside), else ``target`` checked against the classes."""
         probabilities = self.predict(inputs)
         classes = probabilities.shape[1]
         if target is None:
-            return probabilities.argmax(1)
+            in_region = self.model.region_classes(inputs.to(self.device))
+            return probabilities.argmax(1) if in_region is None else in_region
         chosen = torch.as_tensor(target, dtype=torch.long, device=probabilities.device).reshape(-1)
         bad = chosen[(chosen < 0) | (chosen >= classes)]
         if bad.numel():

@@ -45,11 +45,12 @@ class GradientReadyModel(ClassScores):
     the user's model is never touched.
     """
 
-    def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None) -> None:
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing | None = None,
+                 region: tuple[int, int, int, int] | None = None) -> None:
         network = without_inplace(model).eval()
         for parameter in network.parameters():
             parameter.requires_grad_(False)
-        super().__init__(PixelInputModel(network, preprocessing) if preprocessing is not None else network)
+        super().__init__(PixelInputModel(network, preprocessing) if preprocessing is not None else network, region)
         self.network = network
 
     def layer(self, name: str) -> nn.Module:

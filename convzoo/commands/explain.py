@@ -36,6 +36,7 @@ def explain_command(
     noise_samples: Annotated[int, typer.Option("--noise-samples", min=1, help="SmoothGrad's noisy copies per image.")] = 50,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Integrated Gradients' steps from the black baseline.")] = 50,
     window: Annotated[int | None, typer.Option("--window", min=1, help="Occlusion's square side in pixels (default: side/8).")] = None,
+    region: Annotated[str | None, typer.Option("--region", metavar="X1,Y1,X2,Y2", help="Segmentation models: explain the class's scores over this box of the model's input (ends excluded; default: the whole image).")] = None,
     sanity: Annotated[bool, typer.Option("--sanity", help="Adebayo et al.'s cascading randomisation: rank correlation as layers are re-initialised.")] = False,
     sanity_layers: Annotated[int | None, typer.Option("--sanity-layers", min=1, help="Stop the cascade after this many layers (default: all).")] = None,
     device: DeviceOption = None,
@@ -60,7 +61,7 @@ def explain_command(
     with user_errors(debug):
         result = run_explain(
             methods=method, checkpoint=checkpoint, model=model, random_init=random_init, weights=weights,
-            image=image, dataset=dataset, index=index, samples=samples, split=split, target=target, layer=layer,
+            image=image, dataset=dataset, index=index, samples=samples, split=split, target=target, layer=layer, region=region,
             noise=noise, noise_samples=noise_samples, steps=steps, window=window, sanity=sanity,
             sanity_layers=sanity_layers, device=device, seed=seed, out=out, name=name, data_dir=data_dir, conv=conv,
         )
@@ -75,7 +76,7 @@ def run_explain(*, methods: list[str], checkpoint: str | None, model: str | None
                 samples: int | None, split: str, target: int | None, layer: str | None, noise: float,
                 noise_samples: int, steps: int, window: int | None, sanity: bool, sanity_layers: int | None,
                 device: str | None, seed: int, out: str, name: str | None, data_dir: str | None,
-                conv: str | None) -> dict[str, Any]:
+                conv: str | None, region: str | None = None) -> dict[str, Any]:
     """The command's work, returning what ``--json`` prints."""
     from convzoo.attribution import Explainer, cascading_randomisation, display_maps
     from convzoo.attribution.figures import attribution_figure, cascade_strip, sanity_figure
@@ -100,15 +101,18 @@ def run_explain(*, methods: list[str], checkpoint: str | None, model: str | None
     if window is not None and "occlusion" in chosen and window > side:
         raise ConvzooError(f"--window {window} is larger than the {side}x{side} images; occlusion slides a square "
                            f"inside the image: choose 1 to {side}.")
+    box = _region(region, side, source.config.model)
     stem = f"explain-{source.model_name}"
     with InspectionRun(out, name, stem) as run:
         explainers = {method: Explainer(network, method, preprocessing, layer=layer, model_name=source.model_name,
-                                        noise=noise, samples=noise_samples, steps=steps, window=window, seed=seed)
+                                        noise=noise, samples=noise_samples, steps=steps, window=window, seed=seed,
+                                        region=box)
                       for method in chosen}
         first = next(iter(explainers.values()))
         targets = first.check_target(target, images.pixels)
         probabilities = first.predict(images.pixels).cpu()
-        predicted = probabilities.argmax(1)
+        in_region = first.model.region_classes(images.pixels.to(first.device))  # segmentation: the region's class
+        predicted = probabilities.argmax(1) if in_region is None else in_region.cpu()
         rows = []
         for position, image_name in enumerate(images.names):
             label = int(images.labels[position])
@@ -148,6 +152,26 @@ def run_explain(*, methods: list[str], checkpoint: str | None, model: str | None
         result["files"] = run.files
         run.write_json("explain.json", result)
     return result
+
+
+def _region(region: str | None, side: int, model: str) -> tuple[int, int, int, int] | None:
+    """``--region X1,Y1,X2,Y2`` read and checked against the model's task and the input's side."""
+    from convzoo.errors import ConvzooError
+    from convzoo.registry import get_model_info
+
+    if region is None:
+        return None
+    if get_model_info(model).task != "segmentation":
+        raise ConvzooError(f"--region chooses the pixels of a segmentation model's output; {model} gives one score per "
+                           "class for the whole image. Drop --region.")
+    try:
+        x1, y1, x2, y2 = (int(part) for part in region.split(","))
+    except ValueError:
+        raise ConvzooError(f"--region takes four integers X1,Y1,X2,Y2, got {region!r}.") from None
+    if not (0 <= x1 < x2 <= side and 0 <= y1 < y2 <= side):
+        raise ConvzooError(f"--region {region} is not a box inside the {side}x{side} input: need 0 <= X1 < X2 <= {side} "
+                           f"and 0 <= Y1 < Y2 <= {side}.")
+    return x1, y1, x2, y2
 
 
 def _class_name(names: tuple[str, ...], index: int) -> str:

@@ -60,11 +60,43 @@ def class_scores(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 
 class ClassScores(nn.Module):
-    """``model`` returning its pre-softmax class scores (``class_scores``), for captum."""
+    """``model`` returning its pre-softmax class scores (``class_scores``), for captum.
 
-    def __init__(self, model: nn.Module) -> None:
+    A segmentation model's score maps (N, classes, H, W) become one score per class, the
+    mean of its map over ``region`` (a box ``(x1, y1, x2, y2)`` in input pixels, ends
+    excluded; None: the whole image): Seg-Grad-CAM's score of class c over a set of pixels M,
+    y^c = sum over (i, j) in M of y^c_ij (Vinogradova, Dibrov, Myers, AAAI 2020), divided by
+    |M|, which scales every gradient alike. Saliency, Grad-CAM and the other methods then
+    explain why the model gives that region that class.
+    """
+
+    def __init__(self, model: nn.Module, region: tuple[int, int, int, int] | None = None) -> None:
         super().__init__()
         self.model = model
+        self.region = region
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return class_scores(self.model, inputs)
+        scores = class_scores(self.model, inputs)
+        return region_mean(scores, self.region) if scores.dim() == 4 else scores
+
+    @torch.no_grad()
+    def region_classes(self, inputs: torch.Tensor) -> torch.Tensor | None:
+        """(N,) for a segmentation model: the class other than background (0) that the model
+        gives most pixels of the region, or background where it gives none another; None
+        for a classifier."""
+        scores = class_scores(self.model, inputs)
+        if scores.dim() != 4:
+            return None
+        x1, y1, x2, y2 = self.region or (0, 0, scores.shape[-1], scores.shape[-2])
+        predicted = scores[..., y1:y2, x1:x2].argmax(1).flatten(1)
+        counts = torch.stack([torch.bincount(row, minlength=scores.shape[1]) for row in predicted])
+        counts[:, 0] = 0
+        return torch.where(counts.amax(1) > 0, counts.argmax(1), torch.zeros_like(counts[:, 0]))
+
+
+def region_mean(scores: torch.Tensor, region: tuple[int, int, int, int] | None) -> torch.Tensor:
+    """(N, classes): the mean of each class's score map over ``region`` (None: all of it)."""
+    if region is not None:
+        x1, y1, x2, y2 = region
+        scores = scores[..., y1:y2, x1:x2]
+    return scores.mean(dim=(-2, -1))
