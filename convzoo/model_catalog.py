@@ -33,6 +33,7 @@ def catalog_rows(pattern: str = "*") -> list[dict[str, Any]]:
         rows.append({
             "name": name,
             "family": info.family,
+            "task": info.task,
             "paper": info.paper,
             "params": meta_parameter_count(name),
             "input_size": list(info.input_size),

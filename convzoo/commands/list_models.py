@@ -14,7 +14,7 @@ def list_models_command(
     json_output: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """List registered models: family, paper, parameter count and default input size; for
+    """List registered models: family, task, paper, parameter count and default input size; for
     one model, also its default training recipe (`--json`: every model's, under "recipe").
 
     Example: [bold]convzoo list 'vgg*'[/bold]
@@ -30,11 +30,11 @@ def list_models_command(
         from rich.table import Table
 
         table = Table(title=f"convzoo models matching {pattern!r}" if pattern != "*" else "convzoo models")
-        for column, justify in (("name", "left"), ("family", "left"), ("paper", "left"), ("parameters", "right"), ("input", "right")):
+        for column, justify in (("name", "left"), ("family", "left"), ("task", "left"), ("paper", "left"), ("parameters", "right"), ("input", "right")):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for row in rows:
             channels, height, width = row["input_size"]
-            table.add_row(row["name"], row["family"], row["paper"], f"{row['params']:,}", f"{channels}x{height}x{width}")
+            table.add_row(row["name"], row["family"], row["task"], row["paper"], f"{row['params']:,}", f"{channels}x{height}x{width}")
         Console().print(table)
         if len(rows) == 1:
             # One model: its default training recipe, what `convzoo train --model NAME` uses.
