@@ -19,7 +19,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 CONV_IMPLEMENTATIONS = ("torch", "scratch")
-TASKS = ("classification", "segmentation")  # convzoo/tasks/: one module each
+TASKS = ("classification", "segmentation", "detection")  # convzoo/tasks/: one module each
 FREEZE_CHOICES = ("none", "backbone")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile``'s modes (``torch._inductor.list_mode_options``)."""
@@ -32,7 +32,7 @@ class TrainConfig:
 
     model: str = "lenet5"
     task: str | None = None
-    """``classification``, ``segmentation``: states the task, which the model implies
+    """``classification``, ``segmentation``, ``detection``: states the task, which the model implies
     (``convzoo list`` shows each model's); a model of another task is refused."""
     dataset: str = "synthetic"
     data_dir: str | None = None

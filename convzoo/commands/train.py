@@ -49,7 +49,7 @@ def train_command(
     head_lr_mult: Annotated[float | None, typer.Option("--head-lr-mult", help="The classifier head's learning rate is --lr times this.")] = None,
     layer_decay: Annotated[float | None, typer.Option("--layer-decay", help="Layer-wise rate decay D in (0, 1]: the block at depth d of N trains at lr x D^(N-d).")] = None,
     conv: ConvOption = None,
-    task: Annotated[str | None, typer.Option("--task", help="classification | segmentation: the task (the model implies it; a model of another task is refused).")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="classification | segmentation | detection: the task (the model implies it; a model of another task is refused).")] = None,
     channels_last: ChannelsLastOption = None,
     compile_model: CompileOption = None,
     compile_mode: CompileModeOption = None,

@@ -59,10 +59,11 @@ class DivergenceGuard:
                        f"{after}above {TRAIN_LOSS_FACTOR:g} x ln {self.num_classes} = {limit:.2f} "
                        f"(chance is {self.chance_loss:.2f})")
 
-    def after_evaluation(self, test_loss: float, epoch: int) -> None:
-        """Called after each epoch's evaluation."""
+    def after_evaluation(self, test_loss: float | None, epoch: int) -> None:
+        """Called after each epoch's evaluation (``test_loss`` None: the task has none, as a
+        detector in eval mode returns boxes, not losses)."""
         limit = TEST_LOSS_FACTOR * self.chance_loss
-        if self.warning is None and math.isfinite(test_loss) and test_loss > limit:
+        if self.warning is None and test_loss is not None and math.isfinite(test_loss) and test_loss > limit:
             self._warn(f"the test loss after epoch {epoch} is {test_loss:.4g}, above {TEST_LOSS_FACTOR:g} x "
                        f"ln {self.num_classes} = {limit:.2f} (chance is {self.chance_loss:.2f})")
 

@@ -22,7 +22,8 @@ def format_epoch_line(record: dict[str, Any], task: Any = None) -> str:
 
         task = Classification()
     parts = [f"epoch {record['epoch']}/{record['epochs']}",
-             f"train loss {record['train_loss']:.4f} acc {100 * record['train_acc']:.2f}%"
+             f"train loss {record['train_loss']:.4f}"
+             + (f" acc {100 * record['train_acc']:.2f}%" if "train_acc" in record else "")
              + (f" ({record['train_acc_of']})" if "train_acc_of" in record else ""),
              f"test {task.describe(record, 'test')}"]
     if "better" in record:  # --ema
@@ -168,7 +169,8 @@ class RunLogger:
         append_line(self.run_dir / "metrics.jsonl", json.dumps(record))
         step = record["epoch"]
         for key in ("train_loss", "test_loss"):
-            self.writer.add_scalar(f"loss/{key.split('_')[0]}", record[key], step)
+            if record.get(key) is not None:  # a detector's evaluation has no loss
+                self.writer.add_scalar(f"loss/{key.split('_')[0]}", record[key], step)
         for tag, value in self.task.scalars(record).items():
             self.writer.add_scalar(tag, value, step)
         self.writer.add_scalar("lr", record["lr"], step)

@@ -484,7 +484,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 guard.after_step(epoch * steps_per_epoch + step + 1, loss, batch)
                 if progress.due(step):  # reading the running numbers syncs with the device: only when shown
                     rate = (seen - seen_before) / max(time.perf_counter() - started, 1e-9)
-                    progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  acc {100 * correct.item() / seen:.2f}%  "
+                    accuracy = f"acc {100 * correct.item() / seen:.2f}%  " if task.train_accuracy else ""
+                    progress.update(step + 1, f"loss {loss_sum.item() / seen:.4f}  {accuracy}"
                                               f"lr {scheduled_rate(optimizer):.3g}  {rate:,.0f} img/s")
                 if step + 1 == steps_per_epoch:
                     continue  # the epoch's own checkpoint follows
@@ -526,7 +527,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: dict | None, runtime:
                 best_acc, best_epoch = scores[task.metric], epoch + 1
             record = {
                 "epoch": epoch + 1, "epochs": config.epochs,
-                "train_loss": train_loss, "train_acc": correct_total / seen_total,
+                "train_loss": train_loss,
+                **({"train_acc": correct_total / seen_total} if task.train_accuracy else {}),
                 **({"train_acc_of": "dominant label"} if mixer is not None else {}),
                 **task.record(test),
                 "lr": scheduled_rate(optimizer),

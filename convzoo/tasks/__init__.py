@@ -29,6 +29,10 @@ def get_task(name: str) -> Any:
         from convzoo.tasks.segmentation import Segmentation
 
         return Segmentation()
+    if name == "detection":
+        from convzoo.tasks.detection import Detection
+
+        return Detection()
     raise ConvzooError(f"unknown task {name!r}; convzoo knows {', '.join(TASKS)}.")
 
 

@@ -101,6 +101,7 @@ class Classification:
     hits_dtype = torch.long
     """The dtype of the running count of training hits (correct labels here)."""
     accepts_mixing = True
+    train_accuracy = True
 
     def loss(self, model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float,
              aux_weight: float) -> tuple[torch.Tensor, Any]:

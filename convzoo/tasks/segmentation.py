@@ -114,6 +114,7 @@ class Segmentation:
     hits_dtype = torch.float64
     """Training hits: each image's fraction of labelled pixels right, summed over images."""
     accepts_mixing = False
+    train_accuracy = True
 
     def loss(self, model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, *, label_smoothing: float,
              aux_weight: float) -> tuple[torch.Tensor, Any]:
