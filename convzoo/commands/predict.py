@@ -26,7 +26,9 @@ def predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 64,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes decoding image files (default: cores - 1, at most 4).")] = None,
     csv_file: Annotated[str | None, typer.Option("--csv", help="Also write one row per image to this CSV file.")] = None,
-    out: Annotated[str, typer.Option("--out", help="Segmentation models: the folder for each image's NAME.mask.png (class indices, VOC palette) and NAME.overlay.png.")] = "predictions",
+    out: Annotated[str, typer.Option("--out", help="Segmentation and detection models: the folder for each image's NAME.mask.png (class indices, VOC palette) and NAME.overlay.png, or NAME.boxes.png and detections.json (COCO results format).")] = "predictions",
+    score_threshold: Annotated[float, typer.Option("--score-threshold", help="Detectors: keep boxes scoring at least this.")] = 0.5,
+    nms_iou: Annotated[float, typer.Option("--nms-iou", help="Detectors: per-class non-maximum suppression at this IoU.")] = 0.5,
     data_dir: DataDirOption = None,
     device: DeviceOption = None,
     json_output: JsonOption = False,
@@ -43,6 +45,7 @@ def predict_command(
       [bold]convzoo predict --model resnet18 --weights torchvision cat.jpg --json[/bold]
       [bold]convzoo predict --weights runs/lenet5-mnist/best.onnx digit.png[/bold]  (also .torchscript.pt, .safetensors)
       [bold]convzoo predict --checkpoint runs/fcn8s/best.pt scene.png --out masks/[/bold]  (segmentation)
+      [bold]convzoo predict --checkpoint runs/frcnn/best.pt scene.png --out boxes/ --score-threshold 0.7[/bold]  (detection)
     """
     with user_errors(debug):
         from convzoo.deploy.predict import Predictor, UnreadableImage, is_predictable_export
@@ -73,10 +76,16 @@ def predict_command(
             predictor = Predictor(source, device=device or "auto", dataset=dataset)
         from convzoo.registry import get_model_info
 
-        if get_model_info(source.config.model).task == "segmentation":
-            _predict_masks(predictor, images, out, json_output, batch_size=batch_size, workers=workers, dataset=dataset,
-                           samples=samples, index=index, split=split, data_dir=data_dir or source.config.data_dir,
-                           seed=seed)
+        task = get_model_info(source.config.model).task
+        if task != "classification":
+            from convzoo.deploy.detect import BoxWriter
+            from convzoo.deploy.segment import MaskWriter
+
+            writer = MaskWriter(predictor, out) if task == "segmentation" else BoxWriter(
+                predictor, out, score_threshold=score_threshold, nms_iou=nms_iou)
+            _predict_into_folder(writer, images, out, json_output, batch_size=batch_size, workers=workers,
+                                 dataset=dataset, samples=samples, index=index, split=split,
+                                 data_dir=data_dir or source.config.data_dir, seed=seed)
             return
         top_k = predictor.check_top_k(top_k)
         if not predictor.names_stored and not json_output:
@@ -104,26 +113,25 @@ def predict_command(
             raise typer.Exit(1)
 
 
-def _predict_masks(predictor, images, out: str, json_output: bool, *, batch_size: int, workers: int | None,
-                   dataset: str | None, samples: int | None, index: list[int] | None, split: str,
-                   data_dir: str | None, seed: int) -> None:
-    """``predict`` for a segmentation model: a line per image (the classes it holds and
-    their share of the pixels), its mask and overlay PNGs in ``out``."""
+def _predict_into_folder(writer, images, out: str, json_output: bool, *, batch_size: int, workers: int | None,
+                         dataset: str | None, samples: int | None, index: list[int] | None, split: str,
+                         data_dir: str | None, seed: int) -> None:
+    """``predict`` for a segmentation model or a detector: a line per image (the classes it
+    holds and their share of the pixels; the boxes found), its pictures in ``out``."""
     import torch
 
     from convzoo.deploy.predict import UnreadableImage
-    from convzoo.deploy.segment import MaskWriter, segment_files
+    from convzoo.deploy.segment import files_through
     from convzoo.errors import ConvzooError
     from convzoo.inspection import select_images
 
-    writer = MaskWriter(predictor, out)
     if images:
-        results = segment_files(writer, images, batch_size=batch_size, num_workers=workers)
+        results = files_through(writer, images, batch_size=batch_size, num_workers=workers)
     else:
         if dataset is None and not (samples or index):
             raise ConvzooError("no images given: pass image files or folders, or --dataset NAME --samples N.")
-        chosen = select_images(predictor.spec, predictor.preprocessing, indices=index, samples=samples, split=split,
-                               data_dir=data_dir, seed=seed)
+        chosen = select_images(writer.predictor.spec, writer.predictor.preprocessing, indices=index, samples=samples,
+                               split=split, data_dir=data_dir, seed=seed)
         stored = chosen.pixels.mul(255).round_().to(torch.uint8)  # as stored: the loader's normalisation
         results = writer.predictions(stored, chosen.names)
     predicted, failed = [], []
@@ -135,13 +143,25 @@ def _predict_masks(predictor, images, out: str, json_output: bool, *, batch_size
             continue
         predicted.append(result.to_dict())
         if not json_output:
-            shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in result.shares.items())
-            typer.echo(f"{result.image}: {shares}  -> {result.files['overlay']}")
+            typer.echo(_line(result))
+    summary = {"model": writer.predictor.source.model_name, "source": writer.predictor.source.source,
+               "dataset": writer.predictor.spec.name, "out": out, "predicted": len(predicted), "failed": len(failed),
+               "predictions": predicted, "failures": failed}
+    if hasattr(writer, "close"):
+        summary["detections"] = writer.close()
+        if not json_output:
+            typer.echo(f"boxes in COCO results format -> {summary['detections']}")
     if json_output:
-        print_json({"model": predictor.source.model_name, "source": predictor.source.source,
-                    "dataset": predictor.spec.name, "out": out, "predicted": len(predicted), "failed": len(failed),
-                    "predictions": predicted, "failures": failed})
+        print_json(summary)
     if failed:
         typer.echo(f"error: {len(failed)} of {len(failed) + len(predicted)} images could not be read (listed above); "
                    "the others were predicted.", err=True)
         raise typer.Exit(1)
+
+
+def _line(result) -> str:
+    if hasattr(result, "shares"):
+        shares = ", ".join(f"{name} {100 * share:.1f}%" for name, share in result.shares.items())
+        return f"{result.image}: {shares}  -> {result.files['overlay']}"
+    boxes = ", ".join(f"{box['name']} {box['score']:.2f} at {[round(v) for v in box['box']]}" for box in result.boxes)
+    return f"{result.image}: {boxes or 'no boxes'}  -> {result.files['picture']}"

@@ -113,17 +113,21 @@ class Predictor:
         return top_k
 
     @torch.inference_mode()
-    def scores(self, images: torch.Tensor) -> torch.Tensor:
-        """The main head's outputs for (N, C, S, S) images: uint8 as stored, or float pixels
-        in [0, 1] (class scores; a segmentation model's score maps)."""
+    def outputs(self, images: torch.Tensor) -> Any:
+        """What the model returns for (N, C, S, S) images: uint8 as stored, or float pixels in
+        [0, 1], normalised as its run's evaluation loader did (a detector: a dict per image)."""
         images = images.to(self.device)
         if images.dtype == torch.uint8:
             inputs = images.float().mul_(self._scale).add_(self._shift)
         else:
             inputs = self.preprocessing.normalize(images.float())
+        return self.model(inputs)
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """The main head's outputs: class scores (a segmentation model's score maps)."""
         from convzoo.engine.evaluate import main_logits
 
-        return main_logits(self.model(inputs)).float()
+        return main_logits(self.outputs(images)).float()
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax over classes of (N, C, S, S) images: uint8 as stored, or float pixels in [0, 1]."""

@@ -83,8 +83,9 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, num_classes: int) -> torch.
     return draw_segmentation_masks(rgb, masks, alpha=OVERLAY_ALPHA, colors=[colours[index] for index in classes])
 
 
-class MaskWriter:
-    """Writes each image's ``NAME.mask.png`` and ``NAME.overlay.png`` into ``out_dir``."""
+class FolderWriter:
+    """Writes each image's pictures into ``out_dir`` under its file's stem, made unique among
+    this command's outputs (two folders' ``1.png``)."""
 
     def __init__(self, predictor: Predictor, out_dir: str | Path) -> None:
         self.predictor, self.out_dir = predictor, Path(out_dir)
@@ -94,25 +95,28 @@ class MaskWriter:
             raise ConvzooError(f"cannot create --out {out_dir}: {error.strerror}.") from None
         self.used: set[str] = set()
 
-    def predictions(self, images: torch.Tensor, names: Sequence[str]) -> Iterator[MaskPrediction]:
-        """Predict and write the masks of uint8 ``images`` (as the model sees them)."""
-        for name, image, mask in zip(names, images, masks_of(self.predictor, images)):
-            stem = self._stem(name)
-            files = {"mask": str(self.out_dir / f"{stem}.mask.png"), "overlay": str(self.out_dir / f"{stem}.overlay.png")}
-            write_mask_png(mask, Path(files["mask"]))
-            from torchvision.io import write_png
-
-            write_png(overlay(image.cpu(), mask, self.predictor.num_classes), files["overlay"])
-            yield MaskPrediction(name, mask, self._shares(mask), files)
-
-    def _stem(self, name: str) -> str:
-        """The file's stem, made unique among this command's outputs (two folders' 1.png)."""
+    def stem(self, name: str) -> str:
         stem = Path(name).stem
         candidate, number = stem, 2
         while candidate in self.used:
             candidate, number = f"{stem}-{number}", number + 1
         self.used.add(candidate)
         return candidate
+
+
+class MaskWriter(FolderWriter):
+    """Writes each image's ``NAME.mask.png`` and ``NAME.overlay.png``."""
+
+    def predictions(self, images: torch.Tensor, names: Sequence[str]) -> Iterator[MaskPrediction]:
+        """Predict and write the masks of uint8 ``images`` (as the model sees them)."""
+        from torchvision.io import write_png
+
+        for name, image, mask in zip(names, images, masks_of(self.predictor, images)):
+            stem = self.stem(name)
+            files = {"mask": str(self.out_dir / f"{stem}.mask.png"), "overlay": str(self.out_dir / f"{stem}.overlay.png")}
+            write_mask_png(mask, Path(files["mask"]))
+            write_png(overlay(image.cpu(), mask, self.predictor.num_classes), files["overlay"])
+            yield MaskPrediction(name, mask, self._shares(mask), files)
 
     def _shares(self, mask: torch.Tensor) -> dict[str, float]:
         counts = torch.bincount(mask.flatten().long(), minlength=self.predictor.num_classes)
@@ -122,13 +126,13 @@ class MaskWriter:
                 for index in order if counts[index] > 0}
 
 
-def segment_files(writer: MaskWriter, paths: Sequence[str | Path], *, batch_size: int = 64,
-                  num_workers: int | None = None) -> Iterator[MaskPrediction | UnreadableImage]:
-    """Masks of image files and folders, in file order; undecodable files are yielded as such."""
+def files_through(writer: Any, paths: Sequence[str | Path], *, batch_size: int = 64,
+                  num_workers: int | None = None) -> Iterator[Any]:
+    """``writer.predictions`` (masks, boxes) of image files and folders, in file order; files
+    that cannot be decoded are yielded as ``UnreadableImage``."""
     for images, decoded, failures in writer.predictor.file_batches(paths, batch_size=batch_size,
                                                                    num_workers=num_workers):
-        by_index: dict[int, MaskPrediction | UnreadableImage] = {
-            index: UnreadableImage(name, error) for index, name, error in failures}
+        by_index: dict[int, Any] = {index: UnreadableImage(name, error) for index, name, error in failures}
         if decoded:
             for (index, _), prediction in zip(decoded, writer.predictions(images, [name for _, name in decoded])):
                 by_index[index] = prediction
