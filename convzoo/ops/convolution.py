@@ -60,12 +60,12 @@ class _Geometry:
     groups: int
 
 
-def _pair(value: IntOrPair, name: str) -> Pair:
+def _pair(value: IntOrPair, name: str, function: str = "conv2d") -> Pair:
     values = (value, value) if isinstance(value, int) else tuple(value)
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or not all(isinstance(v, int) for v in values):
-        raise RuntimeError(f"conv2d: expected {name} to be an int or a pair of ints, got {value!r}")
+        raise RuntimeError(f"{function}: expected {name} to be an int or a pair of ints, got {value!r}")
     return values  # type: ignore[return-value]
 
 
@@ -131,8 +131,14 @@ def _forward(input: Tensor, weight: Tensor, geometry: _Geometry, channels_last: 
     return out
 
 
-def _input_gradient(grad_output: Tensor, weight: Tensor, input_size: torch.Size, geometry: _Geometry) -> Tensor:
-    """Zero-dilated, padded upstream gradient correlated with the flipped, transposed kernel."""
+def _input_gradient(
+    grad_output: Tensor, weight: Tensor, input_size: torch.Size, geometry: _Geometry, channels_last: bool
+) -> Tensor:
+    """Zero-dilated, padded upstream gradient correlated with the flipped, transposed kernel.
+
+    Also the forward pass of the transposed convolution (``convzoo.ops.transposed``), which
+    is why the result is allocated here rather than viewed out of the primitive's.
+    """
     groups = geometry.groups
     # (G, Cg, Og, KH, KW) flipped, built tap-major with Og innermost (the layout the primitive multiplies in),
     # where reversing the flattened taps flips both axes at once.
@@ -148,15 +154,19 @@ def _input_gradient(grad_output: Tensor, weight: Tensor, input_size: torch.Size,
         before = geometry.padding[axis][0]
         reach = dilation * (weight.shape[2 + axis] - 1)
         padding.append((reach - before, size - 1 - (out_size - 1) * stride + before))
-    grad = correlate(
+    grad = torch.empty(
+        input_size, dtype=grad_output.dtype, device=grad_output.device, memory_format=_memory_format(channels_last)
+    )
+    correlate(
         grad_output.unflatten(1, (groups, -1)),
         kernel,
         padding=tuple(padding),  # type: ignore[arg-type]
         dilation=geometry.dilation,
         input_dilation=geometry.stride,
-        channels_last=_wants_channels_last(grad_output),
+        channels_last=channels_last,
+        out=grad.unflatten(1, (groups, -1)),
     )
-    return grad.flatten(1, 2)
+    return grad
 
 
 def _weight_gradient(input: Tensor, grad_output: Tensor, weight_size: torch.Size, geometry: _Geometry) -> Tensor:
@@ -203,7 +213,7 @@ class _Convolution(torch.autograd.Function):
         # A backward called inside autocast must not recast the primitive's float32 accumulators.
         with _autocast_disabled(grad_output.device.type):
             if ctx.needs_input_grad[0]:
-                grad_input = _input_gradient(grad_output, weight, input.shape, geometry)
+                grad_input = _input_gradient(grad_output, weight, input.shape, geometry, _wants_channels_last(grad_output))
             if ctx.needs_input_grad[1]:
                 grad_weight = _weight_gradient(input, grad_output, weight.shape, geometry)
         if ctx.has_bias and ctx.needs_input_grad[2]:

@@ -1,0 +1,190 @@
+"""``conv_transpose2d`` with ``torch.nn.functional.conv_transpose2d``'s signature: the
+adjoint of convzoo's convolution, built from that convolution's own three pieces.
+
+Lecture 000 writes a convolution as a matrix product ``y = U x``: ``U`` has one row per
+output position and one column per input position, and holds the kernel weight that
+connects them.  The transposed convolution is the product with ``U^T``: each input
+sample adds a kernel-weighted copy of itself into the output, the copies ``stride``
+apart (lecture 004's "upsampling": every input pixel paints a ``K x K`` patch).  That
+product is exactly what backpropagation through ``y = U x`` computes for ``dL/dx``, so
+
+* forward: ``conv_transpose(z, W) = U_W^T z`` is the convolution's input gradient with
+  ``z`` as the upstream gradient (``convolution._input_gradient``: ``z`` zero-dilated
+  by the stride, padded, correlated with the flipped kernel, its channel axes swapped);
+* input gradient: ``d/dz <g, U^T z> = U g``, the convolution's forward pass applied to
+  the upstream gradient ``g`` (``convolution._forward``);
+* weight gradient: ``<g, U_W^T z> = <U_W g, z>``, so it is the convolution's weight
+  gradient with ``g`` in the input's place and ``z`` in the upstream gradient's
+  (``convolution._weight_gradient``);
+* bias gradient: the sum of ``g`` over batch and positions.
+
+The weight needs no rearranging: ``nn.ConvTranspose2d``'s ``(in, out / groups, KH, KW)``
+is the layout of the convolution it transposes, which maps ``out`` channels to ``in``.
+
+The convolution being transposed is the one that maps the transposed output's size
+``(N - 1) * stride - 2 * pad + dilation * (K - 1) + output_padding + 1`` back to the
+input size ``N``.  With a stride, several sizes floor to the same ``N`` (lecture 004's
+output-size formula); ``output_padding`` picks a larger one (torch allows it below the
+stride or below the dilation).  Its extra rows are real input rows of that convolution,
+read where the symmetric padding would read zeros, so the convolution pads ``pad``
+before and ``pad - output_padding`` after (negative: crops): it reads the same cells as
+with ``pad`` on both sides and gives exactly ``N`` outputs, for the forward pass and
+both gradients alike.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from convzoo.ops.convolution import (
+    IntOrPair,
+    _autocast,
+    _autocast_disabled,
+    _autocast_dtype,
+    _forward,
+    _Geometry,
+    _input_gradient,
+    _pair,
+    _wants_channels_last,
+    _weight_gradient,
+)
+from convzoo.ops.plans import Pair
+
+
+class _TransposedConvolution(torch.autograd.Function):
+    """The adjoint of ``convolution._Convolution``: the roles of its forward pass and its
+    input gradient swapped, the weight gradient's operands swapped."""
+
+    @staticmethod
+    def forward(ctx, input: Tensor, weight: Tensor, bias: Tensor | None, geometry: _Geometry,  # type: ignore[override]
+                output_size: Pair) -> Tensor:
+        out_channels = weight.shape[1] * geometry.groups
+        size = torch.Size((input.shape[0], out_channels, *output_size))
+        out = _input_gradient(input, weight, size, geometry, _wants_channels_last(input, weight))
+        if bias is not None:
+            out.add_(bias.view(1, -1, 1, 1))
+        ctx.geometry = geometry
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(input, weight)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: Tensor):  # type: ignore[override]
+        input, weight = ctx.saved_tensors
+        geometry = ctx.geometry
+        grad_input = grad_weight = grad_bias = None
+        # A backward called inside autocast must not recast the primitive's float32 accumulators.
+        with _autocast_disabled(grad_output.device.type):
+            if ctx.needs_input_grad[0]:
+                grad_input = _forward(grad_output, weight, geometry, _wants_channels_last(grad_output, weight))
+            if ctx.needs_input_grad[1]:
+                grad_weight = _weight_gradient(grad_output, input, weight.shape, geometry)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_output.sum(dim=(0, 2, 3))
+        return grad_input, grad_weight, grad_bias, None, None
+
+
+def _check(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:
+    """torch's checks of a transposed convolution's operands, with its messages."""
+    if input.dim() != 4:
+        raise RuntimeError(
+            "Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, "
+            f"but got input of size: {list(input.shape)}"
+        )
+    if weight.dim() != 4:
+        raise RuntimeError(f"conv_transpose2d: expected a 4D weight, got size {list(weight.shape)}")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    if weight.shape[0] % groups != 0:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size {list(weight.shape)} instead"
+        )
+    if input.shape[1] != weight.shape[0]:
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(input.shape)} "
+            f"to have {weight.shape[0]} channels, but got {input.shape[1]} channels instead"
+        )
+    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise RuntimeError(
+            f"Input type ({input.dtype}) and weight type ({weight.dtype}) (and bias) should be the same"
+        )
+    out_channels = weight.shape[1] * groups
+    if bias is not None and bias.shape != (out_channels,):
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
+            f"{out_channels} elements, but got bias of size {list(bias.shape)} instead"
+        )
+
+
+def _geometry(
+    input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntOrPair, output_padding: IntOrPair,
+    groups: int, dilation: IntOrPair,
+) -> tuple[_Geometry, Pair]:
+    """The convolution this transposes (see the module docstring), and the output size."""
+    stride_pair = _pair(stride, "stride", "conv_transpose2d")
+    padding_pair = _pair(padding, "padding", "conv_transpose2d")
+    extra = _pair(output_padding, "output_padding", "conv_transpose2d")
+    dilation_pair = _pair(dilation, "dilation", "conv_transpose2d")
+    if min(stride_pair) <= 0:
+        raise RuntimeError("non-positive stride is not supported")
+    if min(dilation_pair) <= 0:
+        raise RuntimeError("dilation should be greater than zero")
+    if min(padding_pair) < 0:
+        raise RuntimeError("negative padding is not supported")
+    if min(extra) < 0:
+        raise RuntimeError("negative output_padding is not supported")
+    if any(e >= s and e >= d for e, s, d in zip(extra, stride_pair, dilation_pair)):
+        raise RuntimeError(
+            f"output padding must be smaller than either stride or dilation, but got output_padding={extra}, "
+            f"stride={stride_pair}, dilation={dilation_pair}"
+        )
+    size = tuple(
+        (input.shape[2 + axis] - 1) * stride_pair[axis] - 2 * padding_pair[axis]
+        + dilation_pair[axis] * (weight.shape[2 + axis] - 1) + extra[axis] + 1
+        for axis in range(2)
+    )
+    if min(size) <= 0:
+        raise RuntimeError(
+            f"Given input size per channel: ({input.shape[2]} x {input.shape[3]}). "
+            f"Calculated output size per channel: ({size[0]} x {size[1]}). Output size is too small"
+        )
+    padding_pairs = tuple((pad, pad - e) for pad, e in zip(padding_pair, extra))
+    return _Geometry(stride_pair, padding_pairs, dilation_pair, groups), size  # type: ignore[arg-type]
+
+
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    groups: int = 1,
+    dilation: IntOrPair = 1,
+) -> Tensor:
+    """2-D transposed convolution with exactly ``torch.nn.functional.conv_transpose2d``'s semantics.
+
+    ``weight`` is ``(in_channels, out_channels / groups, KH, KW)``.  Forward and backward
+    are convzoo's hand-written convolution and its gradients with their roles swapped;
+    under autocast the operands are cast to autocast's dtype first, as torch does.
+
+    >>> x, w = torch.randn(1, 21, 8, 8), torch.randn(21, 21, 4, 4)
+    >>> conv_transpose2d(x, w, stride=2, padding=1).shape  # FCN's 2x upsampling of class scores
+    torch.Size([1, 21, 16, 16])
+    """
+    unbatched = input.dim() == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    device_type = input.device.type
+    autocast_dtype = _autocast_dtype(device_type)
+    if autocast_dtype is not None:
+        input, weight, bias = (_autocast(t, autocast_dtype) for t in (input, weight, bias))
+    _check(input, weight, bias, groups)
+    geometry, size = _geometry(input, weight, stride, padding, output_padding, groups, dilation)
+    with _autocast_disabled(device_type):
+        out = _TransposedConvolution.apply(input, weight, bias, geometry, size)
+    return out.squeeze(0) if unbatched else out
