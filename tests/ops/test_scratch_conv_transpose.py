@@ -260,3 +260,15 @@ def test_use_scratch_conv_swaps_transposed_convolutions_keeping_weights_and_outp
     assert list(model.state_dict()) == keys
     assert all(p is parameters[name] for name, p in model.named_parameters())
     torch.testing.assert_close(model(images), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_export_turns_scratch_transposed_convolutions_back_into_torchs():
+    """An exported graph carries the standard ConvTranspose operator, with the same weights."""
+    from convzoo.deploy.export import standard_conv_for_export
+
+    model = use_scratch_conv(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1)))
+    exported, notes = standard_conv_for_export(model)
+    assert [type(m) for m in exported] == [nn.Conv2d, nn.ConvTranspose2d] and "2 scratch convolution(s)" in notes[0]
+    assert type(model[1]) is ScratchConvTranspose2d, "the eager model keeps computing with the scratch convolution"
+    images = torch.randn(1, 3, 9, 9)
+    torch.testing.assert_close(exported(images), model(images), rtol=1e-4, atol=1e-5)
