@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # beside its siblings, however it is loaded
-from bench_conv import time_side_by_side  # noqa: E402
+from bench_conv import add_timing_options, time_side_by_side  # noqa: E402
 from bench_default_commands import cpu_model  # noqa: E402
 
 from convzoo.ops import conv_transpose2d  # noqa: E402
@@ -127,11 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=512, help="the input maps are 1/32, 1/16 and 1/8 of it")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per implementation (median reported)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    add_timing_options(parser)
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 1, 64x64, 1 repeat")
     args = parser.parse_args(argv)
     if args.quick:

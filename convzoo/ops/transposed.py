@@ -36,68 +36,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from convzoo.ops.convolution import (
-    IntOrPair,
-    _autocast,
-    _autocast_disabled,
-    _autocast_dtype,
-    _forward,
-    _Geometry,
-    _input_gradient,
-    _pair,
-    _wants_channels_last,
-    _weight_gradient,
-)
-from convzoo.ops.plans import Pair
-
-
-class _TransposedConvolution(torch.autograd.Function):
-    """The adjoint of ``convolution._Convolution``: the roles of its forward pass and its
-    input gradient swapped, the weight gradient's operands swapped."""
-
-    @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, bias: Tensor | None, geometry: _Geometry,  # type: ignore[override]
-                output_size: Pair) -> Tensor:
-        out_channels = weight.shape[1] * geometry.groups
-        size = torch.Size((input.shape[0], out_channels, *output_size))
-        out = _input_gradient(input, weight, size, geometry, _wants_channels_last(input, weight))
-        if bias is not None:
-            out.add_(bias.view(1, -1, 1, 1))
-        ctx.geometry = geometry
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(input, weight)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: Tensor):  # type: ignore[override]
-        input, weight = ctx.saved_tensors
-        geometry = ctx.geometry
-        grad_input = grad_weight = grad_bias = None
-        # A backward called inside autocast must not recast the primitive's float32 accumulators.
-        with _autocast_disabled(grad_output.device.type):
-            if ctx.needs_input_grad[0]:
-                grad_input = _forward(grad_output, weight, geometry, _wants_channels_last(grad_output, weight))
-            if ctx.needs_input_grad[1]:
-                grad_weight = _weight_gradient(grad_output, input, weight.shape, geometry)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_output.sum(dim=(0, 2, 3))
-        return grad_input, grad_weight, grad_bias, None, None
+from convzoo.ops.convolution import IntOrPair, _check_operands, _Geometry, _pair, _run, _stride_and_dilation
 
 
 def _check(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:
-    """torch's checks of a transposed convolution's operands, with its messages."""
-    if input.dim() != 4:
-        raise RuntimeError(
-            "Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, "
-            f"but got input of size: {list(input.shape)}"
-        )
-    if weight.dim() != 4:
-        raise RuntimeError(f"conv_transpose2d: expected a 4D weight, got size {list(weight.shape)}")
-    if groups <= 0:
-        raise RuntimeError("non-positive groups is not supported")
+    _check_operands(input, weight, bias, groups, "conv_transpose2d")
     if weight.shape[0] % groups != 0:
         raise RuntimeError(
             f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
@@ -107,10 +51,6 @@ def _check(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> N
         raise RuntimeError(
             f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(input.shape)} "
             f"to have {weight.shape[0]} channels, but got {input.shape[1]} channels instead"
-        )
-    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
-        raise RuntimeError(
-            f"Input type ({input.dtype}) and weight type ({weight.dtype}) (and bias) should be the same"
         )
     out_channels = weight.shape[1] * groups
     if bias is not None and bias.shape != (out_channels,):
@@ -123,16 +63,11 @@ def _check(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> N
 def _geometry(
     input: Tensor, weight: Tensor, stride: IntOrPair, padding: IntOrPair, output_padding: IntOrPair,
     groups: int, dilation: IntOrPair,
-) -> tuple[_Geometry, Pair]:
-    """The convolution this transposes (see the module docstring), and the output size."""
-    stride_pair = _pair(stride, "stride", "conv_transpose2d")
+) -> tuple[_Geometry, torch.Size]:
+    """The convolution this transposes (see the module docstring), and the output's size."""
+    stride_pair, dilation_pair = _stride_and_dilation(stride, dilation, "conv_transpose2d")
     padding_pair = _pair(padding, "padding", "conv_transpose2d")
     extra = _pair(output_padding, "output_padding", "conv_transpose2d")
-    dilation_pair = _pair(dilation, "dilation", "conv_transpose2d")
-    if min(stride_pair) <= 0:
-        raise RuntimeError("non-positive stride is not supported")
-    if min(dilation_pair) <= 0:
-        raise RuntimeError("dilation should be greater than zero")
     if min(padding_pair) < 0:
         raise RuntimeError("negative padding is not supported")
     if min(extra) < 0:
@@ -142,18 +77,19 @@ def _geometry(
             f"output padding must be smaller than either stride or dilation, but got output_padding={extra}, "
             f"stride={stride_pair}, dilation={dilation_pair}"
         )
-    size = tuple(
+    size = [
         (input.shape[2 + axis] - 1) * stride_pair[axis] - 2 * padding_pair[axis]
         + dilation_pair[axis] * (weight.shape[2 + axis] - 1) + extra[axis] + 1
         for axis in range(2)
-    )
+    ]
     if min(size) <= 0:
         raise RuntimeError(
             f"Given input size per channel: ({input.shape[2]} x {input.shape[3]}). "
             f"Calculated output size per channel: ({size[0]} x {size[1]}). Output size is too small"
         )
     padding_pairs = tuple((pad, pad - e) for pad, e in zip(padding_pair, extra))
-    return _Geometry(stride_pair, padding_pairs, dilation_pair, groups), size  # type: ignore[arg-type]
+    geometry = _Geometry(stride_pair, padding_pairs, dilation_pair, groups)  # type: ignore[arg-type]
+    return geometry, torch.Size((input.shape[0], weight.shape[1] * groups, *size))
 
 
 def conv_transpose2d(
@@ -176,15 +112,9 @@ def conv_transpose2d(
     >>> conv_transpose2d(x, w, stride=2, padding=1).shape  # FCN's 2x upsampling of class scores
     torch.Size([1, 21, 16, 16])
     """
-    unbatched = input.dim() == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    device_type = input.device.type
-    autocast_dtype = _autocast_dtype(device_type)
-    if autocast_dtype is not None:
-        input, weight, bias = (_autocast(t, autocast_dtype) for t in (input, weight, bias))
-    _check(input, weight, bias, groups)
-    geometry, size = _geometry(input, weight, stride, padding, output_padding, groups, dilation)
-    with _autocast_disabled(device_type):
-        out = _TransposedConvolution.apply(input, weight, bias, geometry, size)
-    return out.squeeze(0) if unbatched else out
+
+    def plan(input: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[_Geometry, torch.Size]:
+        _check(input, weight, bias, groups)
+        return _geometry(input, weight, stride, padding, output_padding, groups, dilation)
+
+    return _run(input, weight, bias, plan)

@@ -14,29 +14,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from convzoo.ops import Conv2d, ScratchConvTranspose2d, conv_transpose2d, use_scratch_conv
+from tests.ops import test_conv2d
+from tests.ops.test_conv2d import (
+    assert_output_can_be_modified_in_place_like_torchs,
+    assert_relative_close,
+    assert_unbatched_input_and_empty_batch_like_torchs,
+    forward_and_gradients,
+)
 
 
 @dataclass(frozen=True)
-class Case:
-    batch: int
-    in_channels: int
-    out_channels: int
-    size: tuple[int, int]
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    output_padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-    bias: bool
+class Case(test_conv2d.Case):
+    """A convolution test case plus ``output_padding``; the weight is ``(in, out / groups, KH, KW)``."""
 
-    def operands(self, dtype=torch.float64, seed=0):
-        generator = torch.Generator().manual_seed(seed)
-        x = torch.randn(self.batch, self.in_channels, *self.size, generator=generator, dtype=dtype)
-        w = torch.randn(self.in_channels, self.out_channels // self.groups, *self.kernel, generator=generator,
-                        dtype=dtype)
-        b = torch.randn(self.out_channels, generator=generator, dtype=dtype) if self.bias else None
-        return [None if t is None else t.requires_grad_() for t in (x, w, b)]
+    output_padding: tuple[int, int] = (0, 0)
+
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.in_channels, self.out_channels // self.groups, *self.kernel)
 
     def arguments(self):
         return self.stride, self.padding, self.output_padding, self.groups, self.dilation
@@ -80,49 +74,27 @@ def random_cases(seed: int, count: int) -> list[Case]:
     return cases
 
 
-EDGE_CASES = [
-    Case(1, 21, 21, (8, 8), (4, 4), (2, 2), (1, 1), (0, 0), (1, 1), 1, False),  # FCN's 2x upsampling of scores
-    Case(1, 3, 3, (3, 4), (16, 16), (8, 8), (4, 4), (0, 0), (1, 1), 1, False),  # FCN-8s' 8x upsampling
-    Case(2, 4, 6, (5, 5), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1, True),  # a decoder's 3x3 stride 2, size doubled
-    Case(2, 2, 4, (4, 3), (3, 3), (1, 1), (2, 2), (1, 1), (2, 2), 2, True),  # output_padding below the dilation only
-    Case(1, 2, 2, (1, 1), (3, 3), (1, 1), (1, 1), (0, 0), (1, 1), 1, False),  # output smaller than the kernel
-    Case(2, 4, 4, (6, 5), (3, 3), (2, 1), (4, 1), (1, 0), (1, 1), 4, True),  # depthwise, more padding than reach
+EDGE_CASES = [  # batch, in, out, size, kernel, stride, padding, dilation, groups, bias, output_padding
+    Case(1, 21, 21, (8, 8), (4, 4), (2, 2), (1, 1), (1, 1), 1, False),  # FCN's 2x upsampling of scores
+    Case(1, 3, 3, (3, 4), (16, 16), (8, 8), (4, 4), (1, 1), 1, False),  # FCN-8s' 8x upsampling
+    Case(2, 4, 6, (5, 5), (3, 3), (2, 2), (1, 1), (1, 1), 1, True, (1, 1)),  # a decoder's 3x3 stride 2, size doubled
+    Case(2, 2, 4, (4, 3), (3, 3), (1, 1), (2, 2), (2, 2), 2, True, (1, 1)),  # output_padding below the dilation only
+    Case(1, 2, 2, (1, 1), (3, 3), (1, 1), (1, 1), (1, 1), 1, False),  # output smaller than the kernel
+    Case(2, 4, 4, (6, 5), (3, 3), (2, 1), (4, 1), (1, 1), 4, True, (1, 0)),  # depthwise, more padding than reach
 ]
 CASES = random_cases(seed=0, count=40) + EDGE_CASES
 
 
-def forward_and_gradients(function, case: Case, dtype=torch.float64, channels_last=False):
-    x, w, b = case.operands(dtype)
-    if channels_last:
-        x = x.detach().to(memory_format=torch.channels_last).requires_grad_()
-    out = function(x, w, b, *case.arguments())
-    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
-    out.backward(grad_out)
-    results = {"output": out, "input": x.grad, "weight": w.grad}
-    if b is not None:
-        results["bias"] = b.grad
-    return results
-
-
-def assert_relative_close(mine: dict, reference: dict, tolerance: float, label: str = "") -> None:
-    for name, expected in reference.items():
-        got = mine[name]
-        assert got.shape == expected.shape, f"{label} {name}: shape {tuple(got.shape)} != {tuple(expected.shape)}"
-        scale = expected.double().abs().max().item() or 1.0
-        error = (got.double() - expected.double()).abs().max().item() / scale
-        assert error <= tolerance, f"{label} {name}: relative error {error:.2e} > {tolerance:.0e}"
-
-
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_float64_output_and_gradients_equal_torch(case):
-    mine = forward_and_gradients(conv_transpose2d, case)
-    assert_relative_close(mine, forward_and_gradients(F.conv_transpose2d, case), 1e-10)
+    mine = forward_and_gradients(conv_transpose2d, case, torch.float64)
+    assert_relative_close(mine, forward_and_gradients(F.conv_transpose2d, case, torch.float64), 1e-10)
 
 
 @pytest.mark.parametrize("case", CASES[:4] + EDGE_CASES[:3], ids=str)
 def test_channels_last_in_channels_last_out(case):
-    mine = forward_and_gradients(conv_transpose2d, case, channels_last=True)
-    reference = forward_and_gradients(F.conv_transpose2d, case, channels_last=True)
+    mine = forward_and_gradients(conv_transpose2d, case, torch.float64, channels_last=True)
+    reference = forward_and_gradients(F.conv_transpose2d, case, torch.float64, channels_last=True)
     assert_relative_close(mine, reference, 1e-10)
     assert mine["output"].is_contiguous(memory_format=torch.channels_last)
 
@@ -142,7 +114,7 @@ def test_gradcheck_float64(case):
 def test_bfloat16_autocast_computes_in_bfloat16_like_torch():
     """A float32 input and weight under CPU autocast: bfloat16 output, float32 gradients for the
     float32 leaves, values within bfloat16's precision of torch's."""
-    case = Case(2, 8, 6, (6, 7), (4, 4), (2, 2), (1, 1), (0, 1), (1, 1), 2, True)
+    case = Case(2, 8, 6, (6, 7), (4, 4), (2, 2), (1, 1), (1, 1), 2, True, (0, 1))
     results = {}
     for name, function in (("scratch", conv_transpose2d), ("torch", F.conv_transpose2d)):
         x, w, b = case.operands(torch.float32)
@@ -160,20 +132,13 @@ def test_bfloat16_autocast_computes_in_bfloat16_like_torch():
 
 
 def test_output_can_be_modified_in_place():
-    """A decoder's ``ReLU(inplace=True)`` may follow: the output must not be a view."""
-    case = EDGE_CASES[2]
-    x, w, b = case.operands()
-    assert conv_transpose2d(x, w, b, *case.arguments())._base is None
-    mine = forward_and_gradients(lambda *a: conv_transpose2d(*a).relu_(), case)
-    assert_relative_close(mine, forward_and_gradients(lambda *a: F.conv_transpose2d(*a).relu_(), case), 1e-10)
+    """A decoder's ``ReLU(inplace=True)`` may follow."""
+    assert_output_can_be_modified_in_place_like_torchs(conv_transpose2d, F.conv_transpose2d, EDGE_CASES[2:4])
 
 
 def test_unbatched_input_and_empty_batch():
-    w = torch.randn(3, 5, 3, 3, dtype=torch.float64)
-    x = torch.randn(3, 4, 6, dtype=torch.float64)
-    torch.testing.assert_close(conv_transpose2d(x, w, stride=2), F.conv_transpose2d(x, w, stride=2))
-    empty = torch.randn(0, 3, 4, 6, dtype=torch.float64)
-    assert conv_transpose2d(empty, w).shape == F.conv_transpose2d(empty, w).shape == (0, 5, 6, 8)
+    x, w = torch.randn(3, 4, 6, dtype=torch.float64), torch.randn(3, 5, 3, 3, dtype=torch.float64)
+    assert_unbatched_input_and_empty_batch_like_torchs(conv_transpose2d, F.conv_transpose2d, x, w, stride=2)
 
 
 def test_no_builtin_convolution_runs_in_forward_or_backward():
