@@ -18,6 +18,12 @@ product is exactly what backpropagation through ``y = U x`` computes for ``dL/dx
   (``convolution._weight_gradient``);
 * bias gradient: the sum of ``g`` over batch and positions.
 
+All three run in ``convolution._Convolution``, the convolution's own autograd node, given
+the output size (``transposed_size``); this module adds torch's argument checks and the
+geometry.  The stride's inserted zeros are never multiplied: the primitive splits the
+output into ``stride x stride`` phases, each a stride-1 correlation with the taps that
+land on real samples (``convzoo.ops.correlation``).
+
 The weight needs no rearranging: ``nn.ConvTranspose2d``'s ``(in, out / groups, KH, KW)``
 is the layout of the convolution it transposes, which maps ``out`` channels to ``in``.
 

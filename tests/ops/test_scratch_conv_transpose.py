@@ -91,6 +91,14 @@ def test_float64_output_and_gradients_equal_torch(case):
     assert_relative_close(mine, forward_and_gradients(F.conv_transpose2d, case, torch.float64), 1e-10)
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", CASES[::4] + EDGE_CASES, ids=str)
+def test_cuda_float32_equals_torch(case):
+    mine = forward_and_gradients(conv_transpose2d, case, torch.float32, device="cuda")
+    reference = forward_and_gradients(F.conv_transpose2d, case, torch.float64)
+    assert_relative_close({name: value.cpu().double() for name, value in mine.items()}, reference, 1e-4)
+
+
 @pytest.mark.parametrize("case", CASES[:4] + EDGE_CASES[:3], ids=str)
 def test_channels_last_in_channels_last_out(case):
     mine = forward_and_gradients(conv_transpose2d, case, torch.float64, channels_last=True)
