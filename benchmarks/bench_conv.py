@@ -269,17 +269,22 @@ def run(args: argparse.Namespace) -> None:
         print(f"worst peak-memory ratio: {worst_memory:.2f}")
 
 
+def add_timing_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every side-by-side convolution benchmark (this one, bench_conv_transpose)."""
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per implementation (median reported)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224, help="for ResNet-50 and MobileNet-v2 (LeNet-5 is 32)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per implementation (median reported)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
+    add_timing_options(parser)
     parser.add_argument("--channels-last", action="store_true", help="channels-last inputs")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--filter", default="", help="only layers whose description contains this text")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 64x64, 1 repeat")

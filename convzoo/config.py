@@ -73,7 +73,7 @@ class TrainConfig:
     """bf16 autocast on CUDA; ignored on CPU, where it would only slow training."""
     seed: int = 0
     conv: str = "torch"
-    """``scratch`` swaps every Conv2d for convzoo's hand-written convolution."""
+    """``scratch`` swaps every Conv2d and ConvTranspose2d for convzoo's hand-written convolution."""
     channels_last: bool | None = None
     """Channels-last memory for the model and its batches; unset: where it measured faster
     (``convzoo.engine.fast_path.use_channels_last``: CUDA, and per family on CPU)."""

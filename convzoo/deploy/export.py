@@ -186,24 +186,27 @@ def require_onnx_extra() -> None:
 
 
 def standard_conv_for_export(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """The model to export: a copy with scratch convolutions (``--conv scratch``) as ``nn.Conv2d``.
+    """The model to export: a copy with scratch convolutions (``--conv scratch``) as
+    ``nn.Conv2d`` and ``nn.ConvTranspose2d``.
 
-    ``convzoo.ops.Conv2d`` is ``nn.Conv2d`` with another forward and no state of its own:
-    the weights are identical, and an exported graph should carry the standard Conv
-    operator that every runtime optimises rather than the im2col arithmetic. The check
-    against the eager model (which still uses the scratch convolution) shows the two agree.
+    ``convzoo.ops.Conv2d`` is ``nn.Conv2d`` with another forward and no state of its own
+    (``ScratchConvTranspose2d`` likewise): the weights are identical, and an exported graph
+    should carry the standard Conv operators that every runtime optimises rather than the
+    im2col arithmetic. The check against the eager model (which still uses the scratch
+    convolution) shows the two agree.
     """
     import copy
 
-    from convzoo.ops.modules import Conv2d as ScratchConv2d
+    from convzoo.ops.modules import SCRATCH_CLASSES
 
-    if not any(type(module) is ScratchConv2d for module in model.modules()):
+    standard = {scratch: torch_class for torch_class, scratch in SCRATCH_CLASSES.items()}
+    if not any(type(module) in standard for module in model.modules()):
         return model, []
     exported = copy.deepcopy(model)
     swapped = 0
     for module in exported.modules():
-        if type(module) is ScratchConv2d:
-            module.__class__ = nn.Conv2d
+        if type(module) in standard:
+            module.__class__ = standard[type(module)]
             swapped += 1
     return exported, [f"{swapped} scratch convolution(s) exported as the standard Conv operator (same weights), "
                       "checked against the eager model computing with the scratch convolution"]

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -60,12 +61,12 @@ class _Geometry:
     groups: int
 
 
-def _pair(value: IntOrPair, name: str) -> Pair:
+def _pair(value: IntOrPair, name: str, function: str = "conv2d") -> Pair:
     values = (value, value) if isinstance(value, int) else tuple(value)
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or not all(isinstance(v, int) for v in values):
-        raise RuntimeError(f"conv2d: expected {name} to be an int or a pair of ints, got {value!r}")
+        raise RuntimeError(f"{function}: expected {name} to be an int or a pair of ints, got {value!r}")
     return values  # type: ignore[return-value]
 
 
@@ -131,8 +132,14 @@ def _forward(input: Tensor, weight: Tensor, geometry: _Geometry, channels_last: 
     return out
 
 
-def _input_gradient(grad_output: Tensor, weight: Tensor, input_size: torch.Size, geometry: _Geometry) -> Tensor:
-    """Zero-dilated, padded upstream gradient correlated with the flipped, transposed kernel."""
+def _input_gradient(
+    grad_output: Tensor, weight: Tensor, input_size: torch.Size, geometry: _Geometry, channels_last: bool
+) -> Tensor:
+    """Zero-dilated, padded upstream gradient correlated with the flipped, transposed kernel.
+
+    Also the forward pass of the transposed convolution (``convzoo.ops.transposed``), which
+    is why the result is allocated here rather than viewed out of the primitive's.
+    """
     groups = geometry.groups
     # (G, Cg, Og, KH, KW) flipped, built tap-major with Og innermost (the layout the primitive multiplies in),
     # where reversing the flattened taps flips both axes at once.
@@ -148,15 +155,19 @@ def _input_gradient(grad_output: Tensor, weight: Tensor, input_size: torch.Size,
         before = geometry.padding[axis][0]
         reach = dilation * (weight.shape[2 + axis] - 1)
         padding.append((reach - before, size - 1 - (out_size - 1) * stride + before))
-    grad = correlate(
+    grad = torch.empty(
+        input_size, dtype=grad_output.dtype, device=grad_output.device, memory_format=_memory_format(channels_last)
+    )
+    correlate(
         grad_output.unflatten(1, (groups, -1)),
         kernel,
         padding=tuple(padding),  # type: ignore[arg-type]
         dilation=geometry.dilation,
         input_dilation=geometry.stride,
-        channels_last=_wants_channels_last(grad_output),
+        channels_last=channels_last,
+        out=grad.unflatten(1, (groups, -1)),
     )
-    return grad.flatten(1, 2)
+    return grad
 
 
 def _weight_gradient(input: Tensor, grad_output: Tensor, weight_size: torch.Size, geometry: _Geometry) -> Tensor:
@@ -181,15 +192,24 @@ def _weight_gradient(input: Tensor, grad_output: Tensor, weight_size: torch.Size
 
 
 class _Convolution(torch.autograd.Function):
-    """Convolution as an autograd node whose backward pass is the two correlations above."""
+    """Convolution as an autograd node whose backward pass is the two correlations above.
+
+    With ``transposed_size`` (the output's full size) it is the convolution's adjoint,
+    ``convzoo.ops.transposed``: the same three correlations with their roles swapped.
+    """
 
     @staticmethod
-    def forward(ctx, input: Tensor, weight: Tensor, bias: Tensor | None, geometry: _Geometry) -> Tensor:  # type: ignore[override]
+    def forward(ctx, input: Tensor, weight: Tensor, bias: Tensor | None, geometry: _Geometry,  # type: ignore[override]
+                transposed_size: torch.Size | None) -> Tensor:
         channels_last = _wants_channels_last(input, weight)
-        out = _forward(input, weight, geometry, channels_last)
+        if transposed_size is None:
+            out = _forward(input, weight, geometry, channels_last)
+        else:
+            out = _input_gradient(input, weight, transposed_size, geometry, channels_last)
         if bias is not None:
             out.add_(bias.view(1, -1, 1, 1))
         ctx.geometry = geometry
+        ctx.transposed = transposed_size is not None
         ctx.has_bias = bias is not None
         ctx.save_for_backward(input, weight)
         return out
@@ -203,12 +223,18 @@ class _Convolution(torch.autograd.Function):
         # A backward called inside autocast must not recast the primitive's float32 accumulators.
         with _autocast_disabled(grad_output.device.type):
             if ctx.needs_input_grad[0]:
-                grad_input = _input_gradient(grad_output, weight, input.shape, geometry)
+                channels_last = _wants_channels_last(grad_output)
+                if ctx.transposed:
+                    grad_input = _forward(grad_output, weight, geometry, channels_last)
+                else:
+                    grad_input = _input_gradient(grad_output, weight, input.shape, geometry, channels_last)
             if ctx.needs_input_grad[1]:
-                grad_weight = _weight_gradient(input, grad_output, weight.shape, geometry)
+                # The adjoint's weight gradient: the upstream gradient is what the convolution reads.
+                read, upstream = (grad_output, input) if ctx.transposed else (input, grad_output)
+                grad_weight = _weight_gradient(read, upstream, weight.shape, geometry)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum(dim=(0, 2, 3))
-        return grad_input, grad_weight, grad_bias, None
+        return grad_input, grad_weight, grad_bias, None, None
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -239,23 +265,28 @@ def _autocast(tensor: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     return tensor.to(dtype)
 
 
-def _check(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:
+def _check_operands(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int, function: str) -> None:
+    """torch's checks that ``conv2d`` and ``conv_transpose2d`` share, with its messages."""
     if input.dim() != 4:
         raise RuntimeError(
-            f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: {list(input.shape)}"
+            f"Expected 3D (unbatched) or 4D (batched) input to {function}, but got input of size: {list(input.shape)}"
         )
     if weight.dim() != 4:
-        raise RuntimeError(f"conv2d: expected a 4D weight, got size {list(weight.shape)}")
+        raise RuntimeError(f"{function}: expected a 4D weight, got size {list(weight.shape)}")
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
+    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise RuntimeError(
+            f"Input type ({input.dtype}) and weight type ({weight.dtype}) (and bias) should be the same"
+        )
+
+
+def _check(input: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:
+    _check_operands(input, weight, bias, groups, "conv2d")
     if input.shape[1] != weight.shape[1] * groups or weight.shape[0] % groups != 0:
         raise RuntimeError(
             f"Given groups={groups}, weight of size {list(weight.shape)}, expected input{list(input.shape)} "
             f"to have {weight.shape[1] * groups} channels and the weight's first dimension to divide by {groups}"
-        )
-    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
-        raise RuntimeError(
-            f"Input type ({input.dtype}) and weight type ({weight.dtype}) (and bias) should be the same"
         )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise RuntimeError(f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
@@ -281,6 +312,43 @@ def conv2d(
     >>> torch.allclose(conv2d(x, w, padding="same"), torch.nn.functional.conv2d(x, w, padding="same"), atol=1e-5)
     True
     """
+
+    def plan(input: Tensor, weight: Tensor, bias: Tensor | None) -> tuple[_Geometry, None]:
+        _check(input, weight, bias, groups)
+        stride_pair, dilation_pair = _stride_and_dilation(stride, dilation, "conv2d")
+        kernel = (weight.shape[2], weight.shape[3])
+        padding_pairs = _resolve_padding(padding, kernel, stride_pair, dilation_pair)
+        for axis in range(2):
+            padded = input.shape[2 + axis] + sum(padding_pairs[axis])
+            if padded < dilation_pair[axis] * (kernel[axis] - 1) + 1:
+                raise RuntimeError(
+                    f"Calculated padded input size per channel: {padded}. Kernel size: {kernel[axis]} (dilated "
+                    f"{dilation_pair[axis] * (kernel[axis] - 1) + 1}). Kernel size can't be greater than actual "
+                    "input size"
+                )
+        return _Geometry(stride_pair, padding_pairs, dilation_pair, groups), None
+
+    return _run(input, weight, bias, plan)
+
+
+def _stride_and_dilation(stride: IntOrPair, dilation: IntOrPair, function: str) -> tuple[Pair, Pair]:
+    stride_pair, dilation_pair = _pair(stride, "stride", function), _pair(dilation, "dilation", function)
+    if min(stride_pair) <= 0:
+        raise RuntimeError("non-positive stride is not supported")
+    if min(dilation_pair) <= 0:
+        raise RuntimeError("dilation should be greater than zero")
+    return stride_pair, dilation_pair
+
+
+def _run(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    plan: Callable[[Tensor, Tensor, Tensor | None], tuple[_Geometry, torch.Size | None]],
+) -> Tensor:
+    """What ``conv2d`` and ``conv_transpose2d`` share around the autograd node: unbatched
+    input, autocast's cast; ``plan`` checks the cast operands and returns the geometry
+    (and the output size of a transposed convolution)."""
     unbatched = input.dim() == 3
     if unbatched:
         input = input.unsqueeze(0)
@@ -290,24 +358,8 @@ def conv2d(
         # Autocast's cast comes before the dtype check, as for torch's own convolutions:
         # from the second layer on, a bfloat16 activation meets a float32 weight.
         input, weight, bias = (_autocast(t, autocast_dtype) for t in (input, weight, bias))
-    _check(input, weight, bias, groups)
-    stride_pair = _pair(stride, "stride")
-    dilation_pair = _pair(dilation, "dilation")
-    if min(stride_pair) <= 0:
-        raise RuntimeError("non-positive stride is not supported")
-    if min(dilation_pair) <= 0:
-        raise RuntimeError("dilation should be greater than zero")
-    kernel = (weight.shape[2], weight.shape[3])
-    geometry = _Geometry(stride_pair, _resolve_padding(padding, kernel, stride_pair, dilation_pair), dilation_pair, groups)
-    for axis in range(2):
-        padded = input.shape[2 + axis] + sum(geometry.padding[axis])
-        if padded < dilation_pair[axis] * (kernel[axis] - 1) + 1:
-            raise RuntimeError(
-                f"Calculated padded input size per channel: {padded}. Kernel size: {kernel[axis]} (dilated "
-                f"{dilation_pair[axis] * (kernel[axis] - 1) + 1}). Kernel size can't be greater than actual input size"
-            )
-
+    geometry, transposed_size = plan(input, weight, bias)
     # The operands are cast already; the primitive's float32 accumulators must stay float32.
     with _autocast_disabled(device_type):
-        out = _Convolution.apply(input, weight, bias, geometry)
+        out = _Convolution.apply(input, weight, bias, geometry, transposed_size)
     return out.squeeze(0) if unbatched else out

@@ -32,3 +32,13 @@ def test_bench_conv_models_smoke_run_prints_a_ratio(capsys):
     bench.run(bench.parse_args(["--quick", "--models", "lenet5", "--threads", "1"]))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("lenet5")]
     assert len(lines) == 1 and float(lines[0].split()[-1]) > 0
+
+
+def test_bench_conv_transpose_smoke_run_prints_ratios(capsys):
+    bench = load("bench_conv_transpose")
+    bench.run(bench.parse_args(["--quick", "--threads", "1"]))
+    out = capsys.readouterr().out
+    assert out.startswith("# bench_conv_transpose:") and f"torch {bench.torch.__version__}" in out
+    rows = [line for line in out.splitlines() if line.startswith(("fcn8s", "unet"))]
+    assert len(rows) == 2 * len(bench.SHAPES) and all(float(row.split()[-1]) > 0 for row in rows)
+    assert "total time ratio, forward:" in out and "total time ratio, fwd+bwd:" in out

@@ -40,14 +40,16 @@ class Case:
     def operands(self, dtype=torch.float64, device="cpu", channels_last=False, seed=0):
         generator = torch.Generator().manual_seed(seed)
         x = torch.randn(self.batch, self.in_channels, *self.size, generator=generator, dtype=torch.float64)
-        w = torch.randn(self.out_channels, self.in_channels // self.groups, *self.kernel, generator=generator,
-                        dtype=torch.float64)
+        w = torch.randn(self.weight_shape(), generator=generator, dtype=torch.float64)
         b = torch.randn(self.out_channels, generator=generator, dtype=torch.float64) if self.bias else None
         # Rounded to the test's dtype first, so a float64 reference sees exactly the same values.
         x, w, b = [None if t is None else t.to(dtype).to(torch.float64) for t in (x, w, b)]
         if channels_last:
             x = x.to(memory_format=torch.channels_last)
         return [None if t is None else t.to(device=device, dtype=dtype).requires_grad_() for t in (x, w, b)]
+
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
 
     def arguments(self):
         return self.stride, self.padding, self.dilation, self.groups
@@ -423,22 +425,31 @@ def test_argument_forms_like_torch(arguments):
     torch.testing.assert_close(conv2d(x, w, groups=2, **arguments), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_output_can_be_modified_in_place_like_torchs():
+def assert_output_can_be_modified_in_place_like_torchs(function, reference, cases) -> None:
     """``nn.ReLU(inplace=True)`` follows most convolutions: the output must not be a view."""
-    for case in (CASES[0], EDGE_CASES[-1], Case(2, 16, 120, (5, 5), (5, 5), 1, 0, 1, 1, True)):
+    for case in cases:
         x, w, b = case.operands(torch.float64)
-        assert conv2d(x, w, b, *case.arguments())._base is None
-        mine = forward_and_gradients(lambda *a: conv2d(*a).relu_(), case, torch.float64)
-        expected = forward_and_gradients(lambda *a: F.conv2d(*a).relu_(), case, torch.float64)
+        assert function(x, w, b, *case.arguments())._base is None
+        mine = forward_and_gradients(lambda *a: function(*a).relu_(), case, torch.float64)
+        expected = forward_and_gradients(lambda *a: reference(*a).relu_(), case, torch.float64)
         assert_relative_close(mine, expected, 1e-10)
 
 
+def test_output_can_be_modified_in_place_like_torchs():
+    cases = (CASES[0], EDGE_CASES[-1], Case(2, 16, 120, (5, 5), (5, 5), 1, 0, 1, 1, True))
+    assert_output_can_be_modified_in_place_like_torchs(conv2d, F.conv2d, cases)
+
+
+def assert_unbatched_input_and_empty_batch_like_torchs(function, reference, x, weight, **arguments) -> None:
+    """A 3-D input is one image; an empty batch gives an empty batch of torch's shape."""
+    torch.testing.assert_close(function(x, weight, **arguments), reference(x, weight, **arguments))
+    empty = x.new_zeros(0, *x.shape)
+    assert function(empty, weight, **arguments).shape == reference(empty, weight, **arguments).shape
+
+
 def test_unbatched_input_and_empty_batch():
-    w = torch.randn(5, 3, 3, 3, dtype=torch.float64)
-    x = torch.randn(3, 8, 8, dtype=torch.float64)
-    torch.testing.assert_close(conv2d(x, w, padding=1), F.conv2d(x, w, padding=1))
-    empty = torch.randn(0, 3, 8, 8, dtype=torch.float64)
-    assert conv2d(empty, w).shape == F.conv2d(empty, w).shape == (0, 5, 6, 6)
+    x, w = torch.randn(3, 8, 8, dtype=torch.float64), torch.randn(5, 3, 3, 3, dtype=torch.float64)
+    assert_unbatched_input_and_empty_batch_like_torchs(conv2d, F.conv2d, x, w, padding=1)
 
 
 @pytest.mark.parametrize(
