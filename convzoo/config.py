@@ -429,6 +429,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if quick_mode():
         _apply_quick_caps(values, key_sources)
     _apply_model_recipe(values)
+    _apply_task_dataset(values)
     _apply_weights_normalisation(values)
     epochs = values.get("epochs", TrainConfig.epochs)
     warmup = values.get("warmup_epochs", TrainConfig.warmup_epochs)
@@ -452,6 +453,23 @@ def _apply_model_recipe(values: dict[str, Any]) -> None:
         return  # config_from_dict reports the wrong type
     epochs = values.get("epochs", TrainConfig.epochs)
     apply_recipe(values, get_model_info(model).recipe, epochs if isinstance(epochs, int) else TrainConfig.epochs)
+
+
+TASK_DATASETS = {"segmentation": "mnist-scenes", "detection": "mnist-scenes"}
+"""The dataset a model of each task trains on when the file and flags name none (the
+built-in synthetic data has labels only: no masks, no boxes)."""
+
+
+def _apply_task_dataset(values: dict[str, Any]) -> None:
+    """A segmentation or detection model's default dataset, where none is given."""
+    from convzoo.registry import get_model_info
+
+    model = values.get("model", TrainConfig.model)
+    if "dataset" in values or not isinstance(model, str):
+        return
+    task = get_model_info(model).task
+    if task in TASK_DATASETS:
+        values["dataset"] = TASK_DATASETS[task]
 
 
 def _apply_weights_normalisation(values: dict[str, Any]) -> None:
