@@ -228,15 +228,23 @@ def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_wor
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from convzoo.data.imagefolder import build_imagefolder_dataset
     from convzoo.data.resumable import ResumableSampler, SeededPerSample
     from convzoo.engine.interrupts import ignore_stop_signals, trainer_catches_sigterm
     from convzoo.seeding import derived_seed
 
     pin = torch.device(device).type == "cuda"
-    train_set = fixed_random_subset(build_imagefolder_dataset(spec, train=True, augment=augment, auto_augment=auto_augment,
-                                                              random_erasing=random_erasing), sizes[True])
-    test_set = fixed_random_subset(build_imagefolder_dataset(spec, train=False, augment=False), sizes[False])
+    if "masks" in spec.targets:
+        from convzoo.data.segmentation import build_segmentation_dataset
+
+        train_set = build_segmentation_dataset(spec, train=True, augment=augment)
+        test_set = build_segmentation_dataset(spec, train=False, augment=False)
+    else:
+        from convzoo.data.imagefolder import build_imagefolder_dataset
+
+        train_set = build_imagefolder_dataset(spec, train=True, augment=augment, auto_augment=auto_augment,
+                                              random_erasing=random_erasing)
+        test_set = build_imagefolder_dataset(spec, train=False, augment=False)
+    train_set, test_set = fixed_random_subset(train_set, sizes[True]), fixed_random_subset(test_set, sizes[False])
     # The order of epoch e is drawn from (seed, e), as for in-memory data, on one rank or many;
     # each image's augmentation from (seed, e, index), whichever worker decodes it, so that an
     # epoch resumed at any batch goes on as it would have (see data/resumable.py).

@@ -20,8 +20,9 @@ class DatasetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augmentation: str
-    """``none``, ``crop_flip`` (CIFAR: random crop with 4-pixel padding, horizontal flip)
-    or ``resized_crop_flip`` (ImageNet-style, for image folders)."""
+    """``none``, ``crop_flip`` (CIFAR: random crop with 4-pixel padding, horizontal flip),
+    ``resized_crop_flip`` (ImageNet-style, for image folders) or ``scale_crop_flip``
+    (segmentation folders: random rescale, crop and flip of image and mask together)."""
     in_memory: bool = True
     """Small datasets live on the device as uint8 tensors; image folders are streamed."""
     targets: tuple[str, ...] = ("labels",)
