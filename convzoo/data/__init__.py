@@ -40,7 +40,7 @@ def load_tensors(spec: DatasetSpec, *, train: bool, data_dir: str | None = None,
     if name == "mnist-scenes":
         from convzoo.data.scenes import load_scenes
 
-        scenes = load_scenes(root, train, size, image_size=spec.image_size)
+        scenes = load_scenes(train=train, data_dir=root, size=size, image_size=spec.image_size)
         return scenes.images, scenes.masks if targets == "masks" else scenes.padded_boxes()
     if name in ("mnist", "fashion-mnist"):
         from convzoo.data.mnist import load_mnist_like

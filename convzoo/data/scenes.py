@@ -141,52 +141,56 @@ def compose_scenes(digits: torch.Tensor, digit_labels: torch.Tensor, chosen: tor
     count = len(chosen)
     layers = torch.zeros(count, MAX_DIGITS, image_size, image_size, dtype=torch.uint8)
     layers[drawn] = place_digits(digits[chosen[drawn]], sides[drawn], corners[drawn], image_size)
-    owned = layers >= THRESHOLD
-    # The top-most drawn digit owning a pixel: the last slot along dim 1 where ``owned``.
-    slot_ids = torch.arange(1, MAX_DIGITS + 1, dtype=torch.uint8).view(1, -1, 1, 1)
-    top_slot = (owned * slot_ids).amax(1)  # 0 where no digit owns the pixel
-    visible = (top_slot.unsqueeze(1) == slot_ids).flatten(2).any(2)
-    kept = drawn & visible
+    # The top-most digit owning each pixel (slot + 1; 0 where none does), one slot at a time:
+    # uint8 passes over (count, H, W), not int64 gathers over (count, 4, H, W).
+    top_slot = torch.zeros(count, image_size, image_size, dtype=torch.uint8)
+    for slot in range(MAX_DIGITS):
+        top_slot.masked_fill_(layers[:, slot] >= THRESHOLD, slot + 1)
+    owned = [top_slot == slot + 1 for slot in range(MAX_DIGITS)]
+    kept = drawn & torch.stack([pixels.flatten(1).any(1) for pixels in owned], 1)
     # Kept digits first, in stacking order: instance id k is the k-th kept digit.
     order = torch.sort((~kept).to(torch.uint8), dim=1, stable=True).indices
     kept_sorted = kept.gather(1, order)
-    instance_of_slot = torch.zeros(count, MAX_DIGITS + 1, dtype=torch.uint8)
-    instance_of_slot[:, 1:] = torch.where(kept, kept.cumsum(1), 0).to(torch.uint8)
-    instances = instance_of_slot.gather(1, top_slot.flatten(1).long()).view_as(top_slot)
+    instance_ids = torch.where(kept, kept.cumsum(1), 0).to(torch.uint8)
+    classes = torch.where(kept, digit_labels[chosen] + 1, 0).to(torch.uint8)
+    instances = torch.zeros_like(top_slot)
+    masks = torch.zeros_like(top_slot)
+    for slot, pixels in enumerate(owned):
+        instances = torch.where(pixels, instance_ids[:, slot, None, None], instances)
+        masks = torch.where(pixels, classes[:, slot, None, None], masks)
+    boxes = torch.stack([tight_boxes(pixels) for pixels in owned], 1).gather(1, order[..., None].expand(-1, -1, 4))
 
     images = torch.where(kept[:, :, None, None], layers, 0).amax(1, keepdim=True)
     labels = torch.where(kept_sorted, digit_labels[chosen.gather(1, order)] + 1, -1)
-    class_of_instance = torch.cat([torch.zeros(count, 1, dtype=torch.long), labels.clamp(min=0)], 1)
-    masks = class_of_instance.gather(1, instances.flatten(1).long()).view_as(instances).to(torch.uint8)
     digit_indices = torch.where(kept_sorted, chosen.gather(1, order), -1)
     placements = torch.cat([corners, sides[..., None]], -1).gather(1, order[..., None].expand(-1, -1, 3))
     placements = torch.where(kept_sorted[..., None], placements, -1)
-    return images, masks, instances, instance_boxes(instances), labels, digit_indices, placements
+    return images, masks, instances, boxes, labels, digit_indices, placements
 
 
-def instance_boxes(instances: torch.Tensor, max_instances: int = MAX_DIGITS) -> torch.Tensor:
-    """float32 (N, max_instances, 4) tight boxes (x1, y1, x2, y2, x2/y2 exclusive) of the
-    pixels of instance 1, 2, ... of each map (N, H, W); zeros for an absent instance."""
-    ids = torch.arange(1, max_instances + 1, dtype=instances.dtype).view(1, -1, 1, 1)
-    pixels = instances.unsqueeze(1) == ids
-    boxes = []
-    for occupied in (pixels.any(2), pixels.any(3)):  # (N, k, W): columns; (N, k, H): rows
-        length = occupied.shape[-1]
-        first = occupied.to(torch.uint8).argmax(-1)
-        last = length - occupied.flip(-1).to(torch.uint8).argmax(-1)
-        boxes.append((first, last))
-    (x1, x2), (y1, y2) = boxes
-    present = pixels.flatten(2).any(2)
-    return torch.where(present[..., None], torch.stack([x1, y1, x2, y2], -1), 0).float()
+def tight_boxes(pixels: torch.Tensor) -> torch.Tensor:
+    """float32 (N, 4) boxes x1, y1, x2, y2 (x2, y2 exclusive, as torchvision's) tight around
+    the true pixels of each boolean map (N, H, W); zeros for a map with none."""
+    edges = []
+    for occupied in (pixels.any(1), pixels.any(2)):  # (N, W): columns; (N, H): rows
+        occupied = occupied.to(torch.uint8)
+        first = occupied.argmax(-1)  # argmax gives the first of equal maxima
+        last = occupied.shape[-1] - occupied.flip(-1).argmax(-1)
+        edges.append((first, last))
+    (x1, x2), (y1, y2) = edges
+    present = pixels.flatten(1).any(1)
+    return torch.where(present[:, None], torch.stack([x1, y1, x2, y2], -1), 0).float()
 
 
-def load_scenes(root: Path, train: bool, count: int | None = None, *, image_size: int = DEFAULT_IMAGE_SIZE,
-                cache: bool = True) -> Scenes:
-    """One split's scenes (``count``, else the default ``DEFAULT_TRAIN_SIZE``/``DEFAULT_TEST_SIZE``),
-    from MNIST's files under the data folder ``root``: the cached file when there is one,
-    else generated (and cached, with ``cache``, where ``root`` is writable)."""
-    count = count or (DEFAULT_TRAIN_SIZE if train else DEFAULT_TEST_SIZE)
-    return _load_scenes(Path(root).expanduser().absolute(), train, count, image_size, cache)
+def load_scenes(*, train: bool, data_dir: str | Path | None = None, size: int | None = None,
+                image_size: int = DEFAULT_IMAGE_SIZE, cache: bool = True) -> Scenes:
+    """One split's scenes, ``size`` of them (else ``DEFAULT_TRAIN_SIZE``/``DEFAULT_TEST_SIZE``),
+    made from MNIST's files in the data folder (``resolve_data_dir``): the cached file when
+    there is one, else generated (and cached, with ``cache``, where the folder is writable)."""
+    from convzoo.data.files import resolve_data_dir
+
+    count = size or (DEFAULT_TRAIN_SIZE if train else DEFAULT_TEST_SIZE)
+    return _load_scenes(resolve_data_dir(data_dir).absolute(), train, count, image_size, cache)
 
 
 @functools.lru_cache(maxsize=4)

@@ -130,19 +130,19 @@ def test_scenes_are_cached_atomically_and_read_back_identical(scenes_dir, one_th
     from convzoo.data.scenes import _load_scenes
 
     _load_scenes.cache_clear()
-    generated = load_scenes(scenes_dir, False, 40)
+    generated = load_scenes(train=False, data_dir=scenes_dir, size=40)
     path = cache_path(scenes_dir.absolute(), False, 40, 64)
     assert path.is_file() and [file.name for file in path.parent.iterdir()] == [path.name]  # no temporary left
     _load_scenes.cache_clear()
     stamp = path.stat().st_mtime_ns
-    cached = load_scenes(scenes_dir, False, 40)
+    cached = load_scenes(train=False, data_dir=scenes_dir, size=40)
     assert path.stat().st_mtime_ns == stamp  # read, not written again
     for field in dataclasses.fields(Scenes):
         assert torch.equal(getattr(cached, field.name), getattr(generated, field.name)), field.name
     # A damaged file is not trusted: the scenes are generated again, the same.
     path.write_bytes(path.read_bytes()[:1000])
     _load_scenes.cache_clear()
-    assert torch.equal(load_scenes(scenes_dir, False, 40).masks, generated.masks)
+    assert torch.equal(load_scenes(train=False, data_dir=scenes_dir, size=40).masks, generated.masks)
     _load_scenes.cache_clear()
 
 
