@@ -1,8 +1,10 @@
 """Datasets by name, and the loaders that feed them to the training loop.
 
 ``build_loaders(...)`` is the one entry point the engine uses: it returns train and test
-loaders yielding normalised ``(images, labels)`` batches on the training device, plus the
-dataset's spec (whose shape and class count size the model).
+loaders yielding normalised ``(images, targets)`` batches on the training device, plus the
+dataset's spec (whose shape and class count size the model). The targets are class labels,
+or, with ``targets="masks"``/``"boxes"``, per-pixel class masks or padded boxes, for the
+datasets that have them (``DatasetSpec.targets``).
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from convzoo.data import build_loaders, get_dataset_spec, load_tensors
+from convzoo.data.class_names import dataset_class_names
 from convzoo.data.mnist import load_mnist_like
 from convzoo.data.scenes import (
-    MAX_DIGITS, THRESHOLD, Scenes, cache_path, compose_scenes, digit_side_range, generate_scenes, load_scenes, split_seed,
+    MAX_DIGITS, THRESHOLD, Scenes, cache_path, compose_scenes, digit_side_range, generate_scenes, load_scenes,
+    split_seed,
 )
 from convzoo.errors import ConvzooError
 from tests.conftest import require_dataset
@@ -117,6 +119,7 @@ def test_a_fully_hidden_digit_leaves_the_scene(mnist_splits):
 def test_scenes_take_the_configured_canvas_size(scenes_dir, one_thread):
     spec = get_dataset_spec("mnist-scenes", image_size=32)
     assert (spec.image_size, spec.channels, spec.num_classes) == (32, 1, 11)
+    assert dataset_class_names(spec) == ("background", *"0123456789")
     images, masks = load_tensors(spec, train=False, data_dir=str(scenes_dir), size=50, targets="masks")
     assert images.shape == (50, 1, 32, 32) and masks.shape == (50, 32, 32)
     _, boxes = load_tensors(spec, train=False, data_dir=str(scenes_dir), size=50, targets="boxes")
@@ -124,6 +127,14 @@ def test_scenes_take_the_configured_canvas_size(scenes_dir, one_thread):
     assert boxes.shape == (50, MAX_DIGITS, 5) and boxes.dtype == torch.float32
     assert (boxes[..., 2] - boxes[..., 0])[real].max() <= digit_side_range(32)[1] == 20
     assert (boxes[..., 4][~real] == -1).all() and (boxes[..., :4][real] >= 0).all() and (boxes[..., :4] <= 32).all()
+
+
+def test_each_split_is_made_of_its_own_mnist_split(scenes_dir, mnist_splits, one_thread):
+    """``load_scenes`` (what ``load_tensors`` serves) draws the training scenes from MNIST's
+    training digits and the test scenes from its test digits, each with its split's seed."""
+    for train in (True, False):
+        loaded = load_scenes(train=train, data_dir=scenes_dir, size=30)
+        assert torch.equal(loaded.images, scenes_of(mnist_splits, train, count=30).images)
 
 
 def test_scenes_are_cached_atomically_and_read_back_identical(scenes_dir, one_thread):
