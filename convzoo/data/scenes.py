@@ -83,9 +83,6 @@ class Scenes:
         """float32 (N, 4, 5): x1, y1, x2, y2, label per row, label -1 in padding rows."""
         return torch.cat([self.boxes, self.labels.unsqueeze(-1).float()], dim=-1)
 
-    def subset(self, count: int) -> "Scenes":
-        return Scenes(*(getattr(self, name)[:count] for name in self.__dataclass_fields__))
-
 
 def digit_side_range(image_size: int) -> tuple[int, int]:
     """The smallest and largest digit side on an ``image_size`` canvas."""
