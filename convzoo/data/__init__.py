@@ -1,8 +1,10 @@
 """Datasets by name, and the loaders that feed them to the training loop.
 
 ``build_loaders(...)`` is the one entry point the engine uses: it returns train and test
-loaders yielding normalised ``(images, labels)`` batches on the training device, plus the
-dataset's spec (whose shape and class count size the model).
+loaders yielding normalised ``(images, targets)`` batches on the training device, plus the
+dataset's spec (whose shape and class count size the model). The targets are class labels,
+or, with ``targets="masks"``/``"boxes"``, per-pixel class masks or padded boxes, for the
+datasets that have them (``DatasetSpec.targets``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from convzoo.data.catalog import DATASETS, DatasetSpec, dataset_names, dataset_shape, get_dataset_spec
+from convzoo.data.catalog import (
+    DATASETS, DatasetSpec, check_targets, dataset_names, dataset_shape, get_dataset_spec,
+)
 from convzoo.data.files import resolve_data_dir
 
 __all__ = [
@@ -21,8 +25,12 @@ __all__ = [
 ]
 
 
-def load_tensors(spec: DatasetSpec, *, train: bool, data_dir: str | None = None, size: int | None = None):
-    """A small dataset's split as uint8 images (N, C, H, W) and int64 labels (N,) on the CPU."""
+def load_tensors(spec: DatasetSpec, *, train: bool, data_dir: str | None = None, size: int | None = None,
+                 targets: str = "labels"):
+    """A small dataset's split as uint8 images (N, C, H, W) and its targets on the CPU:
+    int64 labels (N,); uint8 class masks (N, H, W) for ``targets="masks"``; float32 boxes
+    (N, 4, 5) of x1, y1, x2, y2, label (label -1 in padding rows) for ``targets="boxes"``."""
+    check_targets(spec, targets)
     name = spec.name
     if name == "synthetic":
         from convzoo.data.synthetic import DEFAULT_TEST_SIZE, DEFAULT_TRAIN_SIZE, cached_synthetic
@@ -31,6 +39,11 @@ def load_tensors(spec: DatasetSpec, *, train: bool, data_dir: str | None = None,
         # The dataset's own seed is fixed: every run trains on the same synthetic images.
         return cached_synthetic(count, image_size=spec.image_size, channels=spec.channels, train=train)
     root = resolve_data_dir(data_dir)
+    if name == "mnist-scenes":
+        from convzoo.data.scenes import load_scenes
+
+        scenes = load_scenes(train=train, data_dir=root, size=size, image_size=spec.image_size)
+        return scenes.images, scenes.masks if targets == "masks" else scenes.padded_boxes()
     if name in ("mnist", "fashion-mnist"):
         from convzoo.data.mnist import load_mnist_like
 
@@ -93,7 +106,12 @@ def build_loaders(
     ``auto_augment`` (a policy, as ``config.parse_auto_augment`` reads it) and ``random_erasing``
     (a probability) augment the training split on top of ``augment``; ``repeated_aug`` > 1
     repeats each training image that many times in a row in the epoch's order (see ``TrainConfig``).
+    ``targets`` (``labels``, ``masks`` or ``boxes``: what ``load_tensors`` returns) is what the
+    loaders yield beside the images; masks come as int64 (N, H, W), boxes as float32 (N, K, 5).
     """
+    check_targets(spec, targets)
+    if targets != "labels":
+        _check_geometry_kept(spec, augment, auto_augment, random_erasing)
     sizes = {True: train_size, False: test_size}
     if targets != "labels":
         from convzoo.errors import ConvzooError
@@ -104,12 +122,13 @@ def build_loaders(
         return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, workers, rank, world_size,
                                         device, sizes, seed, channels_last, auto_augment, random_erasing, repeated_aug)
     from convzoo.config import parse_auto_augment
-    from convzoo.data.memory import InMemoryLoader, pad_images
+    from convzoo.data.memory import InMemoryLoader, pad_images, pad_targets
 
     image_size = max(spec.image_size, pad_to or 0)
     loaders = [None] if test_only else []
     for train in (False,) if test_only else (True, False):
-        images, labels = load_tensors(spec, train=train, data_dir=data_dir, size=sizes[train])
+        images, labels = load_tensors(spec, train=train, data_dir=data_dir, size=sizes[train], targets=targets)
+        labels = pad_targets(labels, *images.shape[-2:], image_size)
         images = pad_images(images, image_size)
         loaders.append(InMemoryLoader(
             images, labels,
@@ -121,6 +140,22 @@ def build_loaders(
             random_erasing=random_erasing if train else 0.0, repeats=repeated_aug if train else 1,
         ))
     return Loaders(spec, loaders[0], loaders[1], image_size)
+
+
+def _check_geometry_kept(spec: DatasetSpec, augment: bool, auto_augment: str | None, random_erasing: float) -> None:
+    """Refuse the augmentations that would change an image's pixels and leave its masks or
+    boxes as they were: the in-memory crops and flips, the auto-augment policies (shears,
+    rotations, translations) and random erasing (noise a mask would still call a digit).
+    Streamed segmentation folders crop and flip image and mask together (data/segmentation.py)."""
+    from convzoo.errors import ConvzooError
+
+    if augment and spec.in_memory and spec.augmentation != "none":
+        raise ConvzooError(f"{spec.name}'s {spec.augmentation} augmentation moves images but not their masks or "
+                           "boxes; train it with augment off.")
+    for option, used in (("auto_augment", auto_augment), ("random_erasing", random_erasing > 0)):
+        if used:
+            raise ConvzooError(f"{option} changes images but not their masks or boxes; leave it off for "
+                               f"{spec.name}'s {'/'.join(spec.targets)} targets.")
 
 
 def default_num_workers() -> int:
@@ -199,15 +234,23 @@ def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_wor
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from convzoo.data.imagefolder import build_imagefolder_dataset
     from convzoo.data.resumable import ResumableSampler, SeededPerSample
     from convzoo.engine.interrupts import ignore_stop_signals, trainer_catches_sigterm
     from convzoo.seeding import derived_seed
 
     pin = torch.device(device).type == "cuda"
-    train_set = fixed_random_subset(build_imagefolder_dataset(spec, train=True, augment=augment, auto_augment=auto_augment,
-                                                              random_erasing=random_erasing), sizes[True])
-    test_set = fixed_random_subset(build_imagefolder_dataset(spec, train=False, augment=False), sizes[False])
+    if "masks" in spec.targets:
+        from convzoo.data.segmentation import build_segmentation_dataset
+
+        train_set = build_segmentation_dataset(spec, train=True, augment=augment)
+        test_set = build_segmentation_dataset(spec, train=False, augment=False)
+    else:
+        from convzoo.data.imagefolder import build_imagefolder_dataset
+
+        train_set = build_imagefolder_dataset(spec, train=True, augment=augment, auto_augment=auto_augment,
+                                              random_erasing=random_erasing)
+        test_set = build_imagefolder_dataset(spec, train=False, augment=False)
+    train_set, test_set = fixed_random_subset(train_set, sizes[True]), fixed_random_subset(test_set, sizes[False])
     # The order of epoch e is drawn from (seed, e), as for in-memory data, on one rank or many;
     # each image's augmentation from (seed, e, index), whichever worker decodes it, so that an
     # epoch resumed at any batch goes on as it would have (see data/resumable.py).

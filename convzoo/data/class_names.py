@@ -2,12 +2,13 @@
 
 The names follow torchvision's ``classes`` attributes (CIFAR-100's are its meta file's
 fine labels, in label order) and are known without reading a data file; an image
-folder's classes are its sorted sub-folder names, as ``ImageFolder`` numbers them.
+folder's classes are its sorted sub-folder names, as ``ImageFolder`` numbers them; a
+segmentation folder's are its ``classes.txt`` lines, else its class indices.
 """
 
 from __future__ import annotations
 
-from convzoo.data.catalog import IMAGEFOLDER_PREFIX, DatasetSpec
+from convzoo.data.catalog import IMAGEFOLDER_PREFIX, SEGFOLDER_PREFIX, VOC_PREFIX, DatasetSpec
 
 FASHION_MNIST = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -49,4 +50,12 @@ def dataset_class_names(spec: DatasetSpec) -> tuple[str, ...]:
         root = Path(spec.name[len(IMAGEFOLDER_PREFIX):]).expanduser()
         folder = split_folder(root, train=True)
         return tuple(sorted(entry.name for entry in folder.iterdir() if entry.is_dir()))
+    if spec.name == "mnist-scenes":
+        from convzoo.data.scenes import CLASS_NAMES
+
+        return CLASS_NAMES
+    if spec.name.startswith((VOC_PREFIX, SEGFOLDER_PREFIX)):
+        from convzoo.data.segmentation import segmentation_class_names
+
+        return segmentation_class_names(spec)
     return tuple(str(index) for index in range(spec.num_classes))

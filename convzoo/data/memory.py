@@ -34,6 +34,19 @@ def pad_images(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.pad(images, (left, size - width - left, top, size - height - top))
 
 
+def pad_targets(targets: torch.Tensor, height: int, width: int, size: int) -> torch.Tensor:
+    """The targets of ``height`` x ``width`` images once ``pad_images`` pads them to ``size``:
+    labels as they are; masks (N, H, W) padded with background (0); boxes (N, K, 5) of
+    x1, y1, x2, y2, label moved with their image (padding rows, label -1, stay as they are)."""
+    if targets.ndim == 3 and targets.shape[-2:] == (height, width):
+        return pad_images(targets, size)
+    if targets.ndim == 3 and targets.shape[-1] == 5 and size > max(height, width):
+        top, left = (size - height) // 2, (size - width) // 2
+        shift = torch.tensor([left, top, left, top, 0], dtype=targets.dtype)
+        return torch.where(targets[..., 4:] >= 0, targets + shift, targets)
+    return targets
+
+
 def draw_crops_and_flips(count: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` crop offsets (2, count) in [0, 2 * padding] and horizontal flips (count,), on the CPU."""
     offsets = torch.randint(0, 2 * padding + 1, (2, count), generator=generator)
@@ -64,6 +77,10 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 class InMemoryLoader:
     """Yields normalised float batches ``(images, labels)`` from uint8 tensors on a device.
+
+    ``labels`` may be any per-image targets with the images' first dimension: class
+    labels (N,), uint8 masks (N, H, W), which stay uint8 on the device (an eighth of the
+    memory) and come out as int64, as cross-entropy takes them, or boxes (N, K, 5).
 
     ``rank``/``world_size`` give each DDP process a disjoint shard of every epoch's order.
     ``repeats`` > 1 puts each image that many times in a row in the order, before it is dealt
@@ -173,4 +190,5 @@ class InMemoryLoader:
                 images = erase(images, boxes[batch], noise)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            yield images, self.labels[index]
+            targets = self.labels[index]
+            yield images, targets.long() if targets.dtype == torch.uint8 else targets
