@@ -113,10 +113,6 @@ def build_loaders(
     if targets != "labels":
         _check_geometry_kept(spec, augment, auto_augment, random_erasing)
     sizes = {True: train_size, False: test_size}
-    if targets != "labels":
-        from convzoo.errors import ConvzooError
-
-        raise ConvzooError(f"{spec.name} has labels only, no {targets}.")
     if not spec.in_memory:
         workers = default_num_workers() if num_workers is None else num_workers
         return _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, workers, rank, world_size,
