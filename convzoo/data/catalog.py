@@ -92,7 +92,11 @@ def check_targets(spec: DatasetSpec, targets: str) -> None:
     if targets not in TARGETS:
         raise ConvzooError(f"targets must be one of {', '.join(TARGETS)}, got {targets!r}.")
     if targets not in spec.targets:
-        raise ConvzooError(f"dataset {spec.name} has no {targets} (it has {' and '.join(spec.targets)}).")
+        task_of = {"labels": "classification", "masks": "segmentation", "boxes": "detection"}
+        fits = " or ".join(task_of[kind] for kind in spec.targets)
+        raise ConvzooError(f"dataset {spec.name} has no {targets} (it has {' and '.join(spec.targets)}): a "
+                           f"{task_of[targets]} model cannot train on it. Choose a {fits} model (`convzoo list` shows "
+                           f"each model's task), or a dataset with {targets}.")
 
 
 def dataset_shape(name: str) -> tuple[int, int, int, int]:
