@@ -96,7 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--size", type=int, default=50, help="feature map height and width")
     parser.add_argument("--output-size", type=int, default=7)
-    parser.add_argument("--sampling-ratio", type=int, default=2, help="RoI align samples per bin and axis (<= 0: adaptive)")
+    parser.add_argument("--sampling-ratio", type=int, default=2,
+                        help="RoI align samples per bin and axis (<= 0: adaptive)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per implementation (median reported)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

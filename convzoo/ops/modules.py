@@ -88,7 +88,11 @@ class MultiScaleRoIAlign(tv_ops.MultiScaleRoIAlign):
         return result
 
 
-_SCRATCH_ROI_MODULES = {tv_ops.RoIPool: RoIPool, tv_ops.RoIAlign: RoIAlign, tv_ops.MultiScaleRoIAlign: MultiScaleRoIAlign}
+_SCRATCH_ROI_MODULES = {
+    tv_ops.RoIPool: RoIPool,
+    tv_ops.RoIAlign: RoIAlign,
+    tv_ops.MultiScaleRoIAlign: MultiScaleRoIAlign,
+}
 
 
 def use_scratch_roi_ops(model: nn.Module) -> nn.Module:

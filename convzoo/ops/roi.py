@@ -41,8 +41,11 @@ Vectorisation.  Neither op loops over RoIs or bins in Python:
   groups of bounded memory, and each group is padded to its largest grid with
   zero-weight samples (a Python loop over these few groups, not over RoIs).
 
-Half-precision inputs (float16, bfloat16) are computed in float32 and the result cast
-back, so that RoI align's averages accumulate in float32.
+Both work in the input's dtype, as torchvision's kernels do, except that RoI align
+computes half-precision inputs (float16, bfloat16) in float32 and rounds the result
+once, so its averages accumulate in float32 (torchvision's CPU kernel rounds every step
+to float16 and has no bfloat16).  RoI pooling has nothing to accumulate: it stays in
+the input's dtype and matches torchvision in float16 too, bin boundaries included.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ import math
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from convzoo.ops.convolution import _autocast_disabled
 
 BoxesLike = Tensor | list[Tensor] | tuple[Tensor, ...]
 
@@ -111,7 +116,8 @@ def _pool_bins(rois: Tensor, output_size: tuple[int, int], spatial_scale: float,
     Returns ``(rows_start, rows_end)`` of shape (K, PH) and ``(cols_start, cols_end)`` of
     shape (K, PW), computed in the boxes' dtype as torchvision's kernel does.
     """
-    corners = _round_half_away(rois[:, 1:] * spatial_scale).long()
+    # The scale is rounded to the boxes' dtype first, as the kernel's ``T spatial_scale``.
+    corners = _round_half_away(rois[:, 1:] * rois.new_tensor(spatial_scale)).long()
     ranges = []
     # x1, x2 span the width; y1, y2 the height.
     for start, end, bins, limit in ((corners[:, 1], corners[:, 3], output_size[0], height),
@@ -137,30 +143,28 @@ def _floor_log2(values: Tensor) -> Tensor:
 def _block_maxima(values: Tensor, levels_h: int, levels_w: int) -> tuple[Tensor, Tensor]:
     """Sparse tables of a (N, H, W, C) map: entry ``[i, j, n, h, w, c]`` is the maximum of
     ``values[n, h:h+2^i, w:w+2^j, c]`` and the first row-major position ``h' * W + w'``
-    holding it.  Entries whose block runs off the map are never read."""
+    holding it.  Where a block would run off the map the entry is the smaller block's (never read)."""
     _, height, width, _ = values.shape
     positions = torch.arange(height * width, device=values.device, dtype=torch.int32)
-    positions = positions.view(1, height, width, 1).expand_as(values).contiguous()
     table_values = values.new_empty((levels_h, levels_w, *values.shape))
-    table_positions = positions.new_empty((levels_h, levels_w, *values.shape))
-    table_values[0, 0], table_positions[0, 0] = values, positions
-    # Two neighbouring blocks merge into one twice the size.  The first block's positions
-    # all come before the second's, so on a tie the first keeps its position.
+    table_positions = torch.empty(table_values.shape, dtype=torch.int32, device=values.device)
+    table_values[0, 0] = values
+    table_positions[0, 0] = positions.view(1, height, width, 1)
+    # Widen row 0's blocks along the width, then every column of tables along the height:
+    # two neighbouring blocks make one twice the size.  All the first block's positions
+    # come before the second's, so on a tie the first keeps its position.
     for i in range(levels_h):
-        for j in range(levels_w):
-            if i == 0 and j == 0:
-                continue
-            axis, half = (2, 1 << (j - 1)) if i == 0 else (1, 1 << (i - 1))
-            source = (0, j - 1) if i == 0 else (i - 1, j)
-            previous_values, previous_positions = table_values[source], table_positions[source]
-            length = previous_values.shape[axis] - half
-            first_v, second_v = previous_values.narrow(axis, 0, length), previous_values.narrow(axis, half, length)
-            first_p, second_p = previous_positions.narrow(axis, 0, length), previous_positions.narrow(axis, half, length)
+        for j in range(1 if i == 0 else 0, levels_w):
+            source, axis, half = ((0, j - 1), 2, 1 << (j - 1)) if i == 0 else ((i - 1, j), 1, 1 << (i - 1))
+            before_v, before_p = table_values[source], table_positions[source]
+            length = before_v.shape[axis] - half
+            first_v, second_v = before_v.narrow(axis, 0, length), before_v.narrow(axis, half, length)
+            first_p, second_p = before_p.narrow(axis, 0, length), before_p.narrow(axis, half, length)
             take_second = second_v > first_v
-            table_values[i, j] = previous_values
-            table_positions[i, j] = previous_positions
             table_values[i, j].narrow(axis, 0, length).copy_(torch.where(take_second, second_v, first_v))
             table_positions[i, j].narrow(axis, 0, length).copy_(torch.where(take_second, second_p, first_p))
+            table_values[i, j].narrow(axis, length, half).copy_(before_v.narrow(axis, length, half))
+            table_positions[i, j].narrow(axis, length, half).copy_(before_p.narrow(axis, length, half))
     return table_values, table_positions
 
 
@@ -221,11 +225,11 @@ class _RoIPool(torch.autograd.Function):
     """RoI max pooling whose backward pass routes each bin's gradient to its argmax cell."""
 
     @staticmethod
-    def forward(ctx, input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial_scale: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, input: Tensor, rois: Tensor, output_size: tuple[int, int],  # type: ignore[override]
+                spatial_scale: float) -> Tensor:
         output, argmax = _roi_pool_forward(input, rois, output_size, spatial_scale)
         ctx.save_for_backward(rois, argmax)
         ctx.input_shape = input.shape
-        ctx.mark_non_differentiable(argmax)
         return output
 
     @staticmethod
@@ -264,10 +268,10 @@ def roi_pool(
     [5.0, 7.0, 13.0, 15.0]
     """
     _check_input(input, "roi_pool")
-    working = _working_dtype(input.dtype)
-    rois = to_rois(boxes, working).to(input.device)
-    output = _RoIPool.apply(input.to(working), rois, _pair(output_size), float(spatial_scale))
-    return output.to(input.dtype)
+    # A maximum is exact in any dtype: half-precision inputs stay half, bins and all.
+    rois = to_rois(boxes, input.dtype).to(input.device)
+    with _autocast_disabled(input.device.type):
+        return _RoIPool.apply(input, rois, _pair(output_size), float(spatial_scale))
 
 
 # ----------------------------------------------------------------------------- RoI align
@@ -279,7 +283,8 @@ def _align_grid(rois: Tensor, output_size: tuple[int, int], spatial_scale: float
     offset = 0.5 if aligned else 0.0
     scaled = rois[:, 1:] * spatial_scale - offset
     axes = []
-    for start, end, bins in ((scaled[:, 1], scaled[:, 3], output_size[0]), (scaled[:, 0], scaled[:, 2], output_size[1])):
+    for start, end, bins in ((scaled[:, 1], scaled[:, 3], output_size[0]),
+                             (scaled[:, 0], scaled[:, 2], output_size[1])):
         size = end - start
         if not aligned:
             size = size.clamp(min=1.0)  # malformed boxes become one unit wide
@@ -287,7 +292,7 @@ def _align_grid(rois: Tensor, output_size: tuple[int, int], spatial_scale: float
         if sampling_ratio > 0:
             samples = torch.full_like(start, sampling_ratio, dtype=torch.long)
         else:
-            samples = (size / bins).ceil().long()
+            samples = bin_size.ceil().long()  # <= 0 for an aligned inverted box: no samples, output 0
         axes.append((start, bin_size, samples))
     return axes
 
@@ -330,15 +335,16 @@ def _align_groups(samples_h: Tensor, samples_w: Tensor, per_sample: int):
     order = torch.argsort(grid, stable=True)
     cost = (grid[order].clamp(min=1) * per_sample).cumsum(0)
     group = torch.div(cost - 1, _ELEMENT_BUDGET, rounding_mode="floor")
-    groups = []
-    for indices in torch.split(order, torch.unique_consecutive(group, return_counts=True)[1].tolist()):
-        groups.append((indices, int(samples_h[indices].max().clamp(min=0)), int(samples_w[indices].max().clamp(min=0))))
-    return groups
+    sizes = torch.unique_consecutive(group, return_counts=True)[1].tolist()
+    return [
+        (indices, int(samples_h[indices].max().clamp(min=0)), int(samples_w[indices].max().clamp(min=0)))
+        for indices in torch.split(order, sizes)
+    ]
 
 
 def _align_plan(rois, input_shape, output_size, spatial_scale, sampling_ratio, aligned):
     """For each group of RoIs: the indices, the input rows to gather and their weights."""
-    batch, channels, height, width = input_shape
+    _, channels, height, width = input_shape
     pooled_h, pooled_w = output_size
     (start_y, bin_h, samples_h), (start_x, bin_w, samples_w) = _align_grid(
         rois, output_size, spatial_scale, sampling_ratio, aligned
@@ -358,13 +364,11 @@ def _align_plan(rois, input_shape, output_size, spatial_scale, sampling_ratio, a
 
 
 def _roi_align_forward(input: Tensor, rois: Tensor, output_size, spatial_scale, sampling_ratio, aligned) -> Tensor:
-    batch, channels, height, width = input.shape
+    _, channels, height, width = input.shape
     output = input.new_zeros((rois.shape[0], *output_size, channels))
-    if height == 0 or width == 0:
-        return output.permute(0, 3, 1, 2).contiguous()
     features = input.permute(0, 2, 3, 1).reshape(-1, channels)  # one row of channels per cell
-    for indices, flat, weights_y, weights_x in _align_plan(rois, input.shape, output_size, spatial_scale,
-                                                          sampling_ratio, aligned):
+    plan = _align_plan(rois, input.shape, output_size, spatial_scale, sampling_ratio, aligned) if height * width else []
+    for indices, flat, weights_y, weights_x in plan:
         gathered = features[flat]  # (K, PH, Sy, PW, Sx, C)
         output[indices] = torch.einsum("kpaqbc,kpa,kqb->kpqc", gathered, weights_y, weights_x)
     return output.permute(0, 3, 1, 2).contiguous()
@@ -374,8 +378,8 @@ class _RoIAlign(torch.autograd.Function):
     """RoI align whose backward pass scatters the bilinear weights back onto the map."""
 
     @staticmethod
-    def forward(ctx, input: Tensor, rois: Tensor, output_size: tuple[int, int], spatial_scale: float,  # type: ignore[override]
-                sampling_ratio: int, aligned: bool) -> Tensor:
+    def forward(ctx, input: Tensor, rois: Tensor, output_size: tuple[int, int],  # type: ignore[override]
+                spatial_scale: float, sampling_ratio: int, aligned: bool) -> Tensor:
         ctx.save_for_backward(rois)
         ctx.input_shape = input.shape
         ctx.arguments = (output_size, spatial_scale, sampling_ratio, aligned)
@@ -387,9 +391,11 @@ class _RoIAlign(torch.autograd.Function):
         (rois,) = ctx.saved_tensors
         batch, channels, height, width = ctx.input_shape
         grad_input = grad_output.new_zeros((batch * height * width, channels))
-        if height and width:
-            grad_cells = grad_output.permute(0, 2, 3, 1)  # (K, PH, PW, C)
-            for indices, flat, weights_y, weights_x in _align_plan(rois, ctx.input_shape, *ctx.arguments):
+        grad_cells = grad_output.permute(0, 2, 3, 1)  # (K, PH, PW, C)
+        # A backward run inside autocast must not lower the products' precision.
+        with _autocast_disabled(grad_output.device.type):
+            plan = _align_plan(rois, ctx.input_shape, *ctx.arguments) if height * width else []
+            for indices, flat, weights_y, weights_x in plan:
                 spread = torch.einsum("kpqc,kpa,kqb->kpaqbc", grad_cells[indices], weights_y, weights_x)
                 grad_input.index_add_(0, flat.flatten(), spread.reshape(-1, channels))
         grad_input = grad_input.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
@@ -418,7 +424,9 @@ def roi_align(
     _check_input(input, "roi_align")
     working = _working_dtype(input.dtype)
     rois = to_rois(boxes, working).to(input.device)
-    output = _RoIAlign.apply(
-        input.to(working), rois, _pair(output_size), float(spatial_scale), int(sampling_ratio), bool(aligned)
-    )
+    # Autocast would run the products in low precision: the working dtype is chosen above.
+    with _autocast_disabled(input.device.type):
+        output = _RoIAlign.apply(
+            input.to(working), rois, _pair(output_size), float(spatial_scale), int(sampling_ratio), bool(aligned)
+        )
     return output.to(input.dtype)

@@ -154,7 +154,8 @@ def test_roi_align_adaptive_grids_of_very_different_sizes():
 def test_roi_align_samples_count_up_to_one_cell_outside_the_map():
     """A sample at -1 or at the size counts (read at the border cell); one a hair further out gives 0."""
     input = feature_map(1, 1, 4, 5)
-    centres = [(-1.0, 1.0), (-1.0 - 1e-9, 1.0), (5.0, 2.0), (5.0 + 1e-9, 2.0), (2.0, -1.0), (2.0, 4.0), (2.0, 4.0 + 1e-9)]
+    centres = [(-1.0, 1.0), (-1.0 - 1e-9, 1.0), (5.0, 2.0), (5.0 + 1e-9, 2.0),
+               (2.0, -1.0), (2.0, 4.0), (2.0, 4.0 + 1e-9)]
     rois = torch.tensor([[0, x - 1, y - 1, x + 1, y + 1] for x, y in centres], dtype=torch.float64)
     ours = values_and_gradient(roi_align, input, rois, 1, 1.0, 1)
     theirs = values_and_gradient(tv_ops.roi_align, input, rois, 1, 1.0, 1)
@@ -201,16 +202,33 @@ def test_malformed_boxes_are_rejected_as_torchvision_does():
         roi_pool(feature_map(), [torch.zeros(2, 5)], 2)
 
 
-def test_float32_and_bfloat16_keep_the_input_dtype():
-    input, rois = feature_map(dtype=torch.float32), make_rois(30, 2, 9, 11, 0.5, seed=6).float()
-    torch.testing.assert_close(roi_align(input, rois, 3, 0.5, 2), tv_ops.roi_align(input, rois, 3, 0.5, 2))
-    assert torch.equal(roi_pool(input, rois, 3, 0.5), tv_ops.roi_pool(input, rois, 3, 0.5))
-    # torchvision has no CPU bfloat16 kernels: bfloat16 is float32's result rounded once.
-    low = input.bfloat16()
-    for op in (roi_pool, roi_align):
-        output = op(low, rois, 3, 0.5)
-        assert output.dtype == torch.bfloat16
-        assert torch.equal(output, op(low.float(), rois, 3, 0.5).bfloat16())
+@pytest.mark.parametrize("spatial_scale", [0.5, 0.3])
+def test_float32_and_half_precision_keep_the_input_dtype(spatial_scale):
+    input, rois = feature_map(dtype=torch.float32), make_rois(30, 2, 9, 11, spatial_scale, seed=6).float()
+    arguments = (3, spatial_scale)
+    torch.testing.assert_close(roi_align(input, rois, *arguments, 2), tv_ops.roi_align(input, rois, *arguments, 2))
+    assert torch.equal(roi_pool(input, rois, *arguments), tv_ops.roi_pool(input, rois, *arguments))
+    # RoI pooling works in float16 as torchvision's kernel does: bins computed in float16.
+    half, half_rois = input.half(), rois.half()
+    assert torch.equal(roi_pool(half, half_rois, *arguments), tv_ops.roi_pool(half, half_rois, *arguments))
+    # RoI align accumulates half precision in float32 and rounds once (torchvision has no CPU bfloat16).
+    for low in (half, input.bfloat16()):
+        output = roi_align(low, rois.to(low.dtype), *arguments, 2)
+        assert output.dtype == low.dtype
+        assert torch.equal(output, roi_align(low.float(), rois.to(low.dtype).float(), *arguments, 2).to(low.dtype))
+    assert roi_pool(input.bfloat16(), rois, *arguments).dtype == torch.bfloat16
+
+
+def test_autocast_does_not_lower_the_precision():
+    input, rois = feature_map(dtype=torch.float32).requires_grad_(), make_rois(20, 2, 9, 11, 0.5, seed=10).float()
+    expected = roi_align(input, rois, 3, 0.5, 2)
+    (expected_gradient,) = torch.autograd.grad(expected.sum(), input)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = roi_align(input, rois, 3, 0.5, 2)
+        (gradient,) = torch.autograd.grad(output.sum(), input)
+    assert output.dtype == torch.float32
+    torch.testing.assert_close(output, expected)
+    torch.testing.assert_close(gradient, expected_gradient)
 
 
 def test_modules_are_torchvisions_with_convzoos_ops():
