@@ -36,10 +36,11 @@ Vectorisation.  Neither op loops over RoIs or bins in Python:
   order, as torchvision's strict ``>`` scan does, so the gradients land on the same cell.
   Only the channels are chunked (a Python loop over channel groups) to bound the
   tables' memory.
-* RoI align gathers the four neighbours of every sample of every bin at once.  With
-  adaptive sampling the grid differs per RoI: RoIs are sorted by grid size, cut into
-  groups of bounded memory, and each group is padded to its largest grid with
-  zero-weight samples (a Python loop over these few groups, not over RoIs).
+* RoI align gathers the four neighbours of every sample of every bin at once and sums
+  them with their bilinear weights (one ``einsum``).  With adaptive sampling the grid
+  differs per RoI: RoIs whose grids round up to the same powers of two form a group,
+  padded to its largest grid with zero-weight samples, and groups are cut to bounded
+  memory (a Python loop over these few groups, not over RoIs).
 
 Both work in the input's dtype, as torchvision's kernels do, except that RoI align
 computes half-precision inputs (float16, bfloat16) in float32 and rounds the result
@@ -327,14 +328,34 @@ def _axis_samples(start: Tensor, bin_size: Tensor, samples: Tensor, bins: int, m
     return cells.flatten(-2), weights.flatten(-2)
 
 
-def _align_groups(samples_h: Tensor, samples_w: Tensor, per_sample: int):
-    """RoIs sorted by their sample grid and cut into groups of bounded size: (indices, grid h, grid w)."""
+def _power_of_two_ceiling(values: Tensor) -> Tensor:
+    ceiling = torch.ones_like(values)
+    for _ in range(int(values.max()).bit_length()):
+        ceiling = torch.where(ceiling < values, ceiling * 2, ceiling)
+    return ceiling
+
+
+def _align_groups(samples_h: Tensor, samples_w: Tensor, per_sample: int) -> list[tuple[Tensor, int, int]]:
+    """The RoIs in groups that share a sample grid up to a factor of two per axis, each cut
+    to at most ``_ELEMENT_BUDGET`` gathered elements: ``(indices, grid height, grid width)``.
+
+    A group is padded to its largest grid, so grouping by powers of two wastes at most
+    three quarters of a group's samples and keeps the groups few (about log^2 of the
+    largest grid), whatever the spread of RoI sizes.
+    """
     if samples_h.numel() == 0:
         return []
-    grid = samples_h.clamp(min=0) * samples_w.clamp(min=0)
-    order = torch.argsort(grid, stable=True)
-    cost = (grid[order].clamp(min=1) * per_sample).cumsum(0)
-    group = torch.div(cost - 1, _ELEMENT_BUDGET, rounding_mode="floor")
+    ceiling_h = _power_of_two_ceiling(samples_h.clamp(min=1))
+    ceiling_w = _power_of_two_ceiling(samples_w.clamp(min=1))
+    bucket = ceiling_h * (int(ceiling_w.max()) + 1) + ceiling_w
+    order = torch.argsort(bucket, stable=True)
+    bucket, cost = bucket[order], (ceiling_h * ceiling_w)[order] * per_sample
+    spent = cost.cumsum(0)
+    first_of_bucket = torch.ones_like(bucket, dtype=torch.bool)
+    first_of_bucket[1:] = bucket[1:] != bucket[:-1]
+    bucket_start = torch.cummax(torch.where(first_of_bucket, spent - cost, 0), dim=0).values
+    piece = torch.div(spent - bucket_start - 1, _ELEMENT_BUDGET, rounding_mode="floor")
+    group = bucket * (len(order) + 1) + piece
     sizes = torch.unique_consecutive(group, return_counts=True)[1].tolist()
     return [
         (indices, int(samples_h[indices].max().clamp(min=0)), int(samples_w[indices].max().clamp(min=0)))

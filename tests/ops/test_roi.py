@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchvision import ops as tv_ops
 
+import convzoo.ops.roi as roi_module
 from convzoo.ops import MultiScaleRoIAlign, RoIAlign, RoIPool, roi_align, roi_pool, use_scratch_roi_ops
 
 needs_cuda = pytest.mark.cuda  # skipped without a GPU by tests/conftest.py; `pytest -m cuda` selects it
@@ -162,6 +163,20 @@ def test_roi_align_samples_count_up_to_one_cell_outside_the_map():
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
     assert ours[0].flatten()[[1, 3, 6]].tolist() == [0.0, 0.0, 0.0]
     assert ours[0].flatten()[0] == input[0, 0, 1, 0]
+
+
+def test_splitting_the_work_to_bound_memory_changes_nothing(monkeypatch):
+    """A tiny element budget: RoI pooling's tables one channel at a time, RoI align's RoIs
+    in many small groups."""
+    monkeypatch.setattr(roi_module, "_ELEMENT_BUDGET", 500)
+    input, rois = feature_map(), make_rois(40, 2, 9, 11, 0.5, seed=11, inverted=False)
+    ours = values_and_gradient(roi_pool, input, rois, 3, 0.5)
+    theirs = values_and_gradient(tv_ops.roi_pool, input, rois, 3, 0.5)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    for aligned in (False, True):
+        ours = values_and_gradient(roi_align, input, rois, 3, 0.5, -1, aligned)
+        theirs = values_and_gradient(tv_ops.roi_align, input, rois, 3, 0.5, -1, aligned)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("sampling_ratio,aligned", [(2, False), (-1, True), (3, True)])
