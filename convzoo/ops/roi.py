@@ -188,6 +188,8 @@ def _roi_pool_forward(input: Tensor, rois: Tensor, output_size: tuple[int, int],
     cols = [cols_start.clamp(max=width - 1), (cols_end - (1 << level_w)).clamp(0, width - 1)]
     image = rois[:, 0].long()[:, None, None]
     level_h, level_w = level_h[:, :, None], level_w[:, None, :]
+    rows = [row[:, :, None] for row in rows]
+    cols = [col[:, None, :] for col in cols]
 
     # Only values above -FLT_MAX (so not NaN either) can win a bin, as in torchvision's scan.
     candidates = input.permute(0, 2, 3, 1)
@@ -199,26 +201,30 @@ def _roi_pool_forward(input: Tensor, rois: Tensor, output_size: tuple[int, int],
         table_values, table_positions = _block_maxima(
             candidates[..., channel_start:channel_start + chunk], levels_h, levels_w
         )
+        table_values, table_positions = table_values.flatten(0, -2), table_positions.flatten(0, -2)
         best_value = best_position = None
         for row in rows:
             for col in cols:
-                at = (level_h, level_w, image, row[:, :, None], col[:, None, :])
-                value, position = table_values[at], table_positions[at]
+                # One table row of channels per bin, read with a single index_select.
+                at = ((((level_h * levels_w + level_w) * batch + image) * height + row) * width + col).flatten()
+                value = table_values.index_select(0, at)
+                position = table_positions.index_select(0, at)
                 if best_value is None:
                     best_value, best_position = value, position
                     continue
                 # Overlapping blocks: the first position among equal maxima wins.
                 better = (value > best_value) | ((value == best_value) & (position < best_position))
-                best_value = torch.where(better, value, best_value)
-                best_position = torch.where(better, position, best_position)
-        maxima.append(best_value)
-        positions.append(best_position.long())
-    maximum = torch.cat(maxima, dim=-1)
-    argmax = torch.cat(positions, dim=-1)
+                torch.where(better, value, best_value, out=best_value)
+                torch.where(better, position, best_position, out=best_position)
+        maxima.append(best_value.view(num_rois, pooled_h, pooled_w, -1))
+        positions.append(best_position.view(num_rois, pooled_h, pooled_w, -1))
+    maximum = torch.cat(maxima, dim=-1) if len(maxima) > 1 else maxima[0]
+    argmax = (torch.cat(positions, dim=-1) if len(positions) > 1 else positions[0]).long()
     no_candidate = maximum == float("-inf")
     empty = empty[..., None]
-    maximum = torch.where(no_candidate, _LOWEST, maximum).masked_fill(empty, 0)
-    argmax = argmax.masked_fill(no_candidate | empty, -1)
+    lowest = torch.tensor(_LOWEST).to(maximum.dtype)  # -inf in float16, as the kernel's cast gives
+    maximum.masked_fill_(no_candidate, lowest).masked_fill_(empty, 0)
+    argmax.masked_fill_(no_candidate.logical_or_(empty), -1)
     return maximum.permute(0, 3, 1, 2).contiguous(), argmax.permute(0, 3, 1, 2).contiguous()
 
 
