@@ -301,6 +301,24 @@ def test_use_scratch_roi_ops_swaps_torchvisions_modules_in_place():
     assert model["align"].spatial_scale == 0.25
 
 
+def test_faster_rcnn_detects_the_same_with_convzoos_box_pooler():
+    """The switch a detection engineer makes: torchvision's Faster R-CNN, its box RoI pool swapped."""
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    torch.manual_seed(0)
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=5,
+                                                  box_score_thresh=0.0).eval()
+    images = [torch.rand(3, 240, 320), torch.rand(3, 300, 200)]
+    with torch.no_grad():
+        expected = model(images)
+        use_scratch_roi_ops(model)
+        detections = model(images)
+    assert type(model.roi_heads.box_roi_pool) is MultiScaleRoIAlign
+    for ours, theirs in zip(detections, expected):
+        assert len(ours["boxes"]) > 0
+        torch.testing.assert_close(ours, theirs)
+
+
 @needs_cuda
 def test_cuda_equals_torchvision_cuda():
     input, rois = feature_map().cuda(), make_rois(40, 2, 9, 11, 0.5, seed=9).cuda()
