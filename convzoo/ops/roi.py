@@ -7,8 +7,8 @@ coordinates; ``spatial_scale`` maps it onto the feature map (1/16 for a stride-1
 backbone).
 
 * RoI pooling (Girshick, Fast R-CNN, 2015, section 2.1) rounds the box to whole
-  feature-map cells, splits it into ``output_size`` bins of about ``h/H x w/W`` cells each
-  and takes each bin's maximum.  A 4x6 region pooled to 3x3 gets bins of 4/3 x 2 cells:
+  feature-map cells, splits it into ``output_size`` bins (3x3, say, whatever the box's
+  size) of about ``height/3 x width/3`` cells each and takes each bin's maximum.  A 4x6 region pooled to 3x3 gets bins of 4/3 x 2 cells:
   the bin rows are ``[floor(i*4/3), ceil((i+1)*4/3))``, so neighbouring bins share a row.
   Its gradient is the upstream gradient routed to each bin's argmax cell.
 
@@ -24,7 +24,10 @@ Every detail that decides a number follows torchvision's kernels, so the results
 box corners rounded half away from zero (C's ``round``) for RoI pooling, malformed
 (inverted, zero-size) boxes forced to one cell (pooling) or one unit (align, unless
 ``aligned``), bins clipped to the map and empty bins giving 0, samples further than one
-cell outside the map giving 0 and nearer ones clamped onto the border.
+cell outside the map giving 0 and nearer ones clamped onto the border.  One difference:
+with ``aligned=True`` and adaptive sampling an inverted box has a negative sample count,
+which torchvision's CPU kernel rejects ("cannot create std::vector larger than
+max_size()") and its CUDA kernel pools to 0; here it pools to 0 on every device.
 
 Vectorisation.  Neither op loops over RoIs or bins in Python:
 
@@ -51,7 +54,6 @@ the input's dtype and matches torchvision in float16 too, bin boundaries include
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
@@ -444,9 +446,12 @@ def roi_align(
     samples ``ceil(bin size)`` points per bin and axis; ``aligned=True`` shifts the box
     by -0.5 cell.
 
+    With ``aligned=True`` the box (0, 0)-(2, 2) covers cells 0 and 1 of each axis exactly,
+    and its 2x2 adaptive samples fall on their centres:
+
     >>> x = torch.arange(16.).view(1, 1, 4, 4)
-    >>> roi_align(x, torch.tensor([[0, 0, 0, 2, 2.]]), 1, aligned=True).item()
-    5.0
+    >>> roi_align(x, torch.tensor([[0, 0, 0, 2, 2.]]), 1, aligned=True).item(), x[0, 0, :2, :2].mean().item()
+    (2.5, 2.5)
     """
     _check_input(input, "roi_align")
     working = _working_dtype(input.dtype)
