@@ -165,6 +165,14 @@ def test_roi_align_samples_count_up_to_one_cell_outside_the_map():
     assert ours[0].flatten()[0] == input[0, 0, 1, 0]
 
 
+def test_roi_align_pools_an_aligned_inverted_box_to_zero_with_adaptive_sampling():
+    """Its sample count is negative: torchvision's CUDA kernel gives 0 (its CPU kernel fails
+    to size the sample grid, "cannot create std::vector larger than max_size()")."""
+    rois = torch.tensor([[0, 4.0, 4.0, 1.0, 1.0], [0, 1.0, 4.0, 4.0, 1.0]], dtype=torch.float64)
+    output = roi_align(feature_map(1, 2, 5, 5), rois, 2, 1.0, -1, aligned=True)
+    assert torch.equal(output, torch.zeros(2, 2, 2, 2, dtype=torch.float64))
+
+
 def test_splitting_the_work_to_bound_memory_changes_nothing(monkeypatch):
     """A tiny element budget: RoI pooling's tables one channel at a time, RoI align's RoIs
     in many small groups."""
