@@ -1,4 +1,4 @@
-"""The convolution benchmarks still run (a smoke run each; their numbers go to BENCHMARKS.md)."""
+"""The ops benchmarks (convolution, RoI pooling) still run (a smoke run each; their numbers go to BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,14 @@ def test_bench_conv_transpose_smoke_run_prints_ratios(capsys):
     rows = [line for line in out.splitlines() if line.startswith(("fcn8s", "unet"))]
     assert len(rows) == 2 * len(bench.SHAPES) and all(float(row.split()[-1]) > 0 for row in rows)
     assert "total time ratio, forward:" in out and "total time ratio, fwd+bwd:" in out
+
+
+def test_bench_roi_smoke_run_prints_both_ops_and_their_ratios(capsys):
+    bench = load("bench_roi")
+    bench.run(bench.parse_args(["--quick", "--threads", "1"]))
+    out = capsys.readouterr().out
+    assert "torch " + __import__("torch").__version__ in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("roi_")]
+    assert [row[:2] for row in rows] == [[op, step] for op in ("roi_pool", "roi_align")
+                                         for step in ("forward", "forward+backward")]
+    assert all(float(row[4]) > 0 and float(row[5]) < 1e-4 for row in rows)  # a ratio; the same numbers
