@@ -57,6 +57,9 @@ class WeightsFit:
     fresh_stem: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     """First-convolution keys that cannot be adapted (a small-input stem's other kernel), left at
     initialisation: key -> (shape in the weights, in the model)."""
+    beside_backbone: list[str] = field(default_factory=list)
+    """Keys outside ``backbone.`` left at initialisation when the weights are only a backbone's
+    (a U-Net's decoder): new layers, not a mismatch."""
     mismatched: list[str] = field(default_factory=list)
     """Any other key of the model that the weights lack or hold in another shape."""
     unexpected: list[str] = field(default_factory=list)
@@ -80,6 +83,8 @@ class WeightsFit:
                          + (" (--reset-head)" if self.reset_head else ""))
         parts += [f"{key} starts fresh (shape {wanted} here, {given} in the weights)"
                   for key, (given, wanted) in self.fresh_stem.items()]
+        if self.beside_backbone:
+            parts.append(f"{first_keys(self.beside_backbone)} start fresh (beside the backbone)")
         if self.mismatched:
             parts.append(f"re-initialised (--weights-strict false) {first_keys(self.mismatched)}")
         if self.unexpected:
@@ -104,6 +109,7 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
     info = get_model_info(model_name)
     head = tuple(f"{module}." for module in info.head)
     fit = WeightsFit(source, len(own), reset_head=reset_head)
+    backbone_only = info.backbone is not None and all(key.startswith("backbone.") for key in given)
     for key, tensor in own.items():
         theirs = given.get(key)
         if reset_head and key.startswith(head):
@@ -118,6 +124,8 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
             fit.adapted[key] = (theirs.shape[1], tensor.shape[1])
         elif key.startswith(f"{info.stem}.") and theirs is not None and theirs.dim() == tensor.dim() == 4:
             fit.fresh_stem[key] = (tuple(theirs.shape), tuple(tensor.shape))
+        elif backbone_only and not key.startswith("backbone."):
+            fit.beside_backbone.append(key)
         else:
             fit.mismatched.append(key)
     fit.unexpected = [key for key in given if key not in own]
