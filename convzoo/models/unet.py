@@ -137,7 +137,7 @@ RECIPE = recipe(
 
 @register_model(family="unet", paper="Ronneberger et al. 2015", task="segmentation", input_size=(1, 572, 572),
                 num_classes=2, recipe=RECIPE, head=("classifier",), stem="encoder.0.0",
-                probe_layers=tuple(f"encoder.{level}" for level in range(5))
+                probe_layers=tuple(f"encoder.{level}" for level in range(1, 5))
                 + tuple(f"decoder.{step}" for step in range(4)))
 def unet(num_classes: int = 2, in_channels: int = 1, image_size: int = 572, base_width: int = 64,
          batch_norm: bool = True, **kwargs) -> UNet:
