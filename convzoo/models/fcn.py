@@ -9,7 +9,8 @@ the image by learned transposed convolutions.
 
 As in the paper (section 4.2): the skip score layers start at zero, so each finer net
 starts as the coarser one; every upsampling is a transposed convolution of kernel 2f and
-stride f initialised to bilinear interpolation (``bilinear_kernel``) and then learned.
+stride f, one filter per class, initialised to bilinear interpolation (``bilinear_kernel``)
+and then learned (the paper keeps the last one fixed; learning it costs nothing here).
 
 The backbone is the zoo's own classification model, built by the registry and kept under
 its own module names (``backbone.``), without its global pooling and classifier: its
