@@ -29,7 +29,9 @@ build: ResNet's stride-1 stem (final stride 8), MobileNet-v2's stride-1 first co
 (final stride 16), VGG's identity last pool (final stride 16, and fc6 1x1 because that
 VGG's fc6 reads a 1x1 pooled map). The skips then come from the maps at 1/2 and 1/4 of
 the final map's resolution, as pool4 and pool3 are at 224 px: the same modules for
-ResNet and MobileNet, ``pool3`` and ``pool2`` for VGG.
+ResNet and MobileNet, ``pool3`` and ``pool2`` for VGG. torchvision's VGG-16 weights fit
+the ImageNet build; the small build's 1x1 fc6 cannot take their 7x7 one (``--weights-strict
+false`` starts it fresh), but takes the small-input VGG-16's, which reads a 1x1 map.
 """
 
 from __future__ import annotations
