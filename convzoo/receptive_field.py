@@ -15,7 +15,8 @@ Unit ``i`` then sees pixels ``start + i * jump`` to ``start + i * jump + size - 
 
 **Computed** (:class:`FieldTracer`): a real forward pass (on the ``meta`` device it costs
 nothing) during which every tensor carries its field. Convolutions and poolings grow it
-by their kernel, stride, padding and dilation; an operation that keeps the spatial grid
+by their kernel, stride, padding and dilation (a transposed convolution divides the jump
+by its stride); an operation that keeps the spatial grid
 (ReLU, BatchNorm, addition, channel concatenation, LRN, ...) gives each unit the union of
 what its inputs see: where paths merge, as in ResNet's additions or GoogLeNet's and
 DenseNet's concatenations, the field is the union of the paths' fields, which with equal
@@ -63,6 +64,30 @@ class AxisField:
             size=self.size + math.ceil(dilation * (kernel - 1) * self.jump),
             jump=self.jump * stride,
             start=self.start - padding * self.jump,
+        )
+
+    def through_transposed_kernel(self, kernel: int, stride: int, padding: int, dilation: int) -> AxisField:
+        """After a transposed convolution (Dumoulin & Visin 2016, section 4): output unit ``o``
+        adds tap ``t`` of input unit ``i`` where ``i * stride - padding + t * dilation = o``, so
+        it reads input units ``ceil((o + p - d(k-1)) / s)`` to ``floor((o + p) / s)``.
+
+        The stride *divides* the jump: ``s`` output units share the span of one input unit.
+        How many input units one output unit reads depends on ``o mod s`` (FCN's kernel 2s
+        reads two for every unit; kernel 3, stride 2 reads one or two): the size is the
+        largest unit's, as for the adaptive pools, and the start is unit 0's, exactly.
+        Unit ``o``'s interval is then ``start + o * jump`` only on average, within a jump of
+        the true one: the field is marked not ``uniform`` (``ReceptiveField.uniform``).
+        """
+        reach = dilation * (kernel - 1)
+
+        def first(o: int) -> int:
+            return -((reach - o - padding) // stride)  # ceil((o + padding - reach) / stride)
+
+        widest = max((o + padding) // stride - first(o) for o in range(stride))
+        return AxisField(
+            size=self.size + math.ceil(max(widest, 0) * self.jump),
+            jump=self.jump / stride,
+            start=self.start + first(0) * self.jump,
         )
 
     def padded(self, before: int) -> AxisField:
@@ -129,6 +154,11 @@ class ReceptiveField:
     weight_depth: int = 0
     """Weight layers (convolutions, linear layers) on the longest path from the input:
     the depth papers quote (VGG-16: 16, ResNet-50: 50, GoogLeNet: 22)."""
+    uniform: bool = True
+    """Unit ``i`` sees pixels ``start + i * jump`` onwards, exactly, for every ``i``. False
+    after a transposed convolution (FCN's and U-Net's upsampling), whose output units see
+    fields in steps of ``stride`` units: there ``box`` is within a jump of the truth, and
+    ``size`` is the largest unit's."""
 
     @classmethod
     def of_input(cls) -> ReceptiveField:
@@ -195,10 +225,12 @@ def merge(fields: Sequence[ReceptiveField]) -> ReceptiveField:
     for field in fields[1:]:
         depth = max(merged.weight_depth, field.weight_depth)
         is_global = merged.is_global or field.is_global
+        uniform = merged.uniform and field.uniform
         if merged.is_known and field.is_known:
-            merged = ReceptiveField(merged.height.union(field.height), merged.width.union(field.width), is_global, depth)
+            merged = ReceptiveField(merged.height.union(field.height), merged.width.union(field.width), is_global, depth,
+                                    uniform)
         else:
-            merged = ReceptiveField(None, None, is_global, depth)
+            merged = ReceptiveField(None, None, is_global, depth, uniform)
     return merged
 
 
@@ -288,6 +320,7 @@ def _bind(names: Sequence[str], args: Sequence[Any], kwargs: dict[str, Any], def
 
 
 _CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_CONV_TRANSPOSE = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
 _MAX_POOL = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _AVG_POOL = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 _LP_POOL = ("input", "norm_type", "kernel_size", "stride", "ceil_mode")
@@ -323,7 +356,7 @@ def _window_rules() -> dict[Callable[..., Any], Callable[[tuple, dict], Window]]
 
 
 _WINDOW_RULES = _window_rules()
-_WEIGHT_LAYERS = {torch.conv2d, F.linear}
+_WEIGHT_LAYERS = {torch.conv2d, torch.conv_transpose2d, F.linear}
 _ADAPTIVE_POOLS = {F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.adaptive_max_pool2d_with_indices, torch._C._nn.adaptive_avg_pool2d}
 _PADS = {F.pad, torch.constant_pad_nd}
 
@@ -372,6 +405,12 @@ def _geometric_field(func: Callable[..., Any], args: tuple, kwargs: dict,
     if not field.is_global:
         if func in _WINDOW_RULES:
             return _WINDOW_RULES[func](args, kwargs).apply(field)
+        if func is torch.conv_transpose2d:
+            call = _bind(_CONV_TRANSPOSE, args, kwargs, {"stride": 1, "padding": 0, "dilation": 1})
+            window = Window.from_arguments(tuple(call["weight"].shape[-2:]), call["stride"], call["padding"],
+                                           call["dilation"])
+            return replace(field.map_axes(lambda axis, i: axis.through_transposed_kernel(
+                window.kernel[i], window.stride[i], window.padding[i], window.dilation[i]), (0, 1)), uniform=False)
         if func in _ADAPTIVE_POOLS and in_shape and out_shape:
             if out_shape == in_shape:
                 return field

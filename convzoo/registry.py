@@ -48,6 +48,10 @@ class ModelInfo:
     """What the model predicts: ``classification`` (one score per class), ``segmentation``
     (a score map per class, the input's size) or ``detection`` (boxes, labels, scores).
     ``--model`` implies the task (convzoo/tasks/)."""
+    backbone: str | None = None
+    """Registered name of the classification model whose trunk this model holds as its
+    ``backbone`` module (FCN, U-Net-ResNet): that model's weights, torchvision's or a
+    checkpoint's, load there (``models/pretrained.py``, ``backbone_weights``)."""
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -65,6 +69,7 @@ def register_model(
     head: tuple[str, ...] = ("fc",),
     stem: str = "conv1",
     task: str = "classification",
+    backbone: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a builder under its function name.
 
@@ -89,6 +94,7 @@ def register_model(
             head=tuple(head),
             stem=stem,
             task=task,
+            backbone=backbone,
         )
         return builder
 

@@ -4,6 +4,8 @@ strides, padding, crops) and on every registered model."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -211,6 +213,23 @@ def test_unknown_operations_are_reported_not_guessed():
     assert not trace.field("2").is_known and trace.field("0").size == 3
 
 
+@pytest.mark.parametrize("kernel, stride, padding", [(4, 2, 1), (3, 2, 1), (16, 8, 4), (2, 2, 0)])
+def test_a_transposed_convolution_divides_the_jump_by_its_stride(kernel, stride, padding):
+    """Against the gradient measurement of every unit in two periods of the output: the size
+    is the largest unit's, ``stride`` units advance by one input unit's jump, and the start
+    is unit 0's (by periodicity from the units inside the image)."""
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.ConvTranspose2d(1, 1, kernel, stride, padding))
+    input_size = (1, 48, 9)
+    field = receptive_fields(model, input_size).field("1").height
+    assert field.jump == Fraction(2, stride)
+    first_unit = 3 * stride  # fields from here on lie inside the image: measured unclipped
+    measured = {unit: measure_receptive_field(model, input_size, "1", (unit, 1))[0]
+                for unit in range(first_unit, first_unit + 2 * stride)}
+    assert field.size == max(last - first + 1 for first, last in measured.values())
+    assert all(measured[unit + stride][0] - measured[unit][0] == 2 for unit in range(first_unit, first_unit + stride))
+    assert field.start == measured[first_unit][0] - 2 * (first_unit // stride)
+
+
 def test_tracing_leaves_the_model_unchanged():
     model = SmallResNet().double().train()
     model.block1.bn.eval()
@@ -255,7 +274,7 @@ def deepest_measurable_layer(name: str, model: nn.Module, input_size: tuple[int,
     best, best_size = None, 0
     for call in trace.calls:
         field = call.field
-        if (counts[call.name] > 1 or field is None or not field.is_known or field.is_global
+        if (counts[call.name] > 1 or field is None or not field.is_known or field.is_global or not field.uniform
                 or len(call.output_shapes[0]) != 4 or isinstance(field.jump, (float, tuple))):
             continue
         (top, bottom), (left, right) = field.box(call.output_shapes[0][-2] // 2, call.output_shapes[0][-1] // 2)

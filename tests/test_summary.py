@@ -168,6 +168,13 @@ def test_resnet50_torchsummary_has_the_lecture_rows():
     assert rows[-1].split() == ["Linear-174", "[-1,", "1000]", "2,049,000"]
 
 
+def test_a_transposed_convolution_multiplies_its_kernel_once_per_input_position():
+    upsampling = nn.Sequential(nn.ConvTranspose2d(3, 5, 4, stride=2, padding=1))
+    result = summarize(upsampling, (3, 6, 7), batch_size=2)
+    weights, bias = 3 * 5 * 4 * 4 * (6 * 7), 5 * (12 * 14)  # every input pixel scatters the kernel
+    assert result.mult_adds == result.layers[-1].mult_adds == 2 * (weights + bias)
+
+
 def test_batch_size_replaces_the_minus_one():
     text = format_torchsummary(summarize("lenet5", batch_size=8))
     assert "[8, 6, 28, 28]" in text and "Input size (MB): 0.03" in text

@@ -9,6 +9,8 @@ convolution for another channel count is adapted from the RGB filters, and a sma
 stem (another kernel) starts fresh. Anything else that differs is a one-line
 ``ConvzooError`` naming the first keys, unless ``strict=False`` (``--weights-strict
 false``) lets those layers start fresh too; ``WeightsFit.line`` says what happened.
+A segmentation model built on a zoo backbone (FCN, U-Net on ResNet-18) also takes that
+backbone's classification weights, which load into its ``backbone`` (``backbone_weights``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class WeightsFit:
     fresh_stem: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     """First-convolution keys that cannot be adapted (a small-input stem's other kernel), left at
     initialisation: key -> (shape in the weights, in the model)."""
+    beside_backbone: list[str] = field(default_factory=list)
+    """Keys outside ``backbone.`` left at initialisation when the weights are only a backbone's
+    (a U-Net's decoder): new layers, not a mismatch."""
     mismatched: list[str] = field(default_factory=list)
     """Any other key of the model that the weights lack or hold in another shape."""
     unexpected: list[str] = field(default_factory=list)
@@ -78,6 +83,8 @@ class WeightsFit:
                          + (" (--reset-head)" if self.reset_head else ""))
         parts += [f"{key} starts fresh (shape {wanted} here, {given} in the weights)"
                   for key, (given, wanted) in self.fresh_stem.items()]
+        if self.beside_backbone:
+            parts.append(f"{first_keys(self.beside_backbone)} start fresh (beside the backbone)")
         if self.mismatched:
             parts.append(f"re-initialised (--weights-strict false) {first_keys(self.mismatched)}")
         if self.unexpected:
@@ -102,6 +109,7 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
     info = get_model_info(model_name)
     head = tuple(f"{module}." for module in info.head)
     fit = WeightsFit(source, len(own), reset_head=reset_head)
+    backbone_only = info.backbone is not None and all(key.startswith("backbone.") for key in given)
     for key, tensor in own.items():
         theirs = given.get(key)
         if reset_head and key.startswith(head):
@@ -116,6 +124,8 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
             fit.adapted[key] = (theirs.shape[1], tensor.shape[1])
         elif key.startswith(f"{info.stem}.") and theirs is not None and theirs.dim() == tensor.dim() == 4:
             fit.fresh_stem[key] = (tuple(theirs.shape), tuple(tensor.shape))
+        elif backbone_only and not key.startswith("backbone."):
+            fit.beside_backbone.append(key)
         else:
             fit.mismatched.append(key)
     fit.unexpected = [key for key in given if key not in own]
@@ -146,11 +156,42 @@ def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return adapted.to(weight.dtype)
 
 
+def backbone_weights(state: Mapping[str, torch.Tensor], model_name: str,
+                     own: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """A classification model's weights as keys of ``model_name``, a model that holds that
+    model's trunk as its ``backbone`` (``ModelInfo.backbone``: an FCN, a U-Net on ResNet-18).
+
+    Each key moves under ``backbone.``; the classification head's keys (that model's
+    ``ModelInfo.head``) are left out, the dense model's own head replacing them; a fully
+    connected weight that the model holds as a convolution of as many weights is reshaped
+    (VGG's fc6 as FCN's 7x7 convolution, Long et al. 2015 section 3.1). ``state`` is returned
+    as it is when the model has no backbone or the weights are already the model's own
+    (keys under ``backbone.``: a checkpoint of the dense model itself).
+    """
+    from convzoo.registry import get_model_info
+
+    backbone = get_model_info(model_name).backbone
+    if backbone is None or any(key.startswith("backbone.") for key in state):
+        return state
+    head = tuple(f"{module}." for module in get_model_info(backbone).head)
+    mapped = {}
+    for key, tensor in state.items():
+        if key.startswith(head):
+            continue
+        wanted = own.get(f"backbone.{key}")
+        if wanted is not None and tensor.dim() == 2 and wanted.dim() == 4 and tensor.numel() == wanted.numel():
+            tensor = tensor.reshape(wanted.shape)
+        mapped[f"backbone.{key}"] = tensor
+    return mapped
+
+
 def load_weights(model: nn.Module, name: str, state: Mapping[str, torch.Tensor], source: str,
                  strict: bool = True, reset_head: bool = False) -> WeightsFit:
     """Load ``state`` into ``model`` (registered as ``name``) as far as it fits (``fit_weights``);
-    what does not fit keeps the model's own initialisation. Returns how it went."""
+    what does not fit keeps the model's own initialisation. Returns how it went. Weights of
+    the classification model whose trunk ``model`` holds load into its ``backbone``."""
     own = model.state_dict()
+    state = backbone_weights(state, name, own)
     fit = fit_weights(own, state, name, source, strict, reset_head)
     if fit.exact:
         model.load_state_dict(state, strict=True)
@@ -171,8 +212,8 @@ def load_pretrained(model: nn.Module, name: str, weights: str, strict: bool = Tr
     or a convzoo checkpoint holding one under ``"model"``.
     """
     if weights == "torchvision":
-        return load_weights(model, name, torchvision_state_dict(model, name, strict), torchvision_source(name), strict,
-                            reset_head)
+        return load_weights(model, name, torchvision_state_dict(model, name, strict),
+                            torchvision_source(_torchvision_name(name)), strict, reset_head)
     return load_weights(model, name, read_state_dict(weights), str(weights), strict, reset_head)
 
 
@@ -182,23 +223,33 @@ def say_fit(fit: WeightsFit) -> None:
         print(fit.line(), file=sys.stderr)
 
 
+def _torchvision_name(name: str) -> str:
+    """Whose torchvision weights ``--weights torchvision`` means: the backbone's, for a model built on one."""
+    from convzoo.registry import get_model_info
+
+    return get_model_info(name).backbone or name
+
+
 def torchvision_source(name: str) -> str:
     return f"torchvision {name} (ImageNet)"
 
 
 def torchvision_state_dict(model: nn.Module, name: str, strict: bool = True) -> Mapping[str, torch.Tensor]:
-    """torchvision's ImageNet weights for ``name``, after checking on the meta device (no
+    """torchvision's ImageNet weights for ``name`` (for a model built on a backbone, the
+    backbone's: ``load_weights`` moves them under ``backbone.``), after checking on the meta device (no
     download) that they fit as ``load_weights`` would load them: a head for other classes,
     another channel count or a small-input stem do; other layers only when not ``strict``."""
+    model_name, name = name, _torchvision_name(name)
     if name not in TORCHVISION_COUNTERPARTS:
         raise ConvzooError(
             f"{name!r} has no torchvision counterpart with the same layers (those that do: "
             f"{', '.join(sorted(TORCHVISION_COUNTERPARTS))}); pass --weights PATH to a state-dict file instead.")
     import torchvision
 
+    own = model.state_dict()
     with torch.device("meta"):
         reference = torchvision.models.get_model(name, weights=None).state_dict()
-    fit_weights(model.state_dict(), reference, name, torchvision_source(name), strict)
+    fit_weights(own, backbone_weights(reference, model_name, own), model_name, torchvision_source(name), strict)
     import contextlib
     import io
 

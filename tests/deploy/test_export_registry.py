@@ -32,6 +32,9 @@ DEEPER_TWINS = {
     "vgg13": "vgg11", "vgg16": "vgg11", "vgg19": "vgg11",
     "vgg13_bn": "vgg11_bn", "vgg16_bn": "vgg11_bn", "vgg19_bn": "vgg11_bn",
     "bagnet17": "bagnet9", "bagnet33": "bagnet9",
+    # FCN-32s and FCN-16s hold a subset of FCN-8s's layers (fewer skips), on the same trunk.
+    "fcn32s_vgg16": "fcn8s_vgg16", "fcn16s_vgg16": "fcn8s_vgg16",
+    "fcn32s_resnet18": "fcn8s_resnet18", "fcn16s_resnet18": "fcn8s_resnet18",
 }
 IMAGENET_SUBSET = ("resnet18", "mobilenet_v2")
 

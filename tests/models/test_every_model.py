@@ -30,22 +30,24 @@ def build_small(name: str, channels: int, side: int) -> tuple[torch.nn.Module, t
     return model, torch.randn(4, channels, side, side)
 
 
-def assert_output_shapes(model: torch.nn.Module, batch: torch.Tensor) -> None:
-    """Logits per image in both modes; auxiliary heads (a tuple) only in training."""
+def assert_output_shapes(name: str, model: torch.nn.Module, batch: torch.Tensor) -> None:
+    """Logits per image (a segmentation model: per pixel) in both modes; auxiliary heads (a
+    tuple) only in training."""
     with torch.no_grad():
         trained = model.train()(batch[:2])
         evaluated = model.eval()(batch[:2])
-    assert main_logits(trained).shape == (2, NUM_CLASSES)
+    scores = (2, NUM_CLASSES) + (tuple(batch.shape[-2:]) if get_model_info(name).task == "segmentation" else ())
+    assert main_logits(trained).shape == scores
     if isinstance(trained, tuple):  # the engine adds aux_loss_weight x each auxiliary loss
-        assert all(aux.shape == (2, NUM_CLASSES) for aux in trained[1:])
+        assert all(aux.shape == scores for aux in trained[1:])
         assert 0 < model.aux_loss_weight < 1
-    assert type(evaluated) is torch.Tensor and evaluated.shape == (2, NUM_CLASSES)
+    assert type(evaluated) is torch.Tensor and evaluated.shape == scores
     assert torch.isfinite(evaluated).all()
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_output_shapes_for_grey_28x28_images(name):
-    assert_output_shapes(*build_small(name, channels=1, side=28))
+    assert_output_shapes(name, *build_small(name, channels=1, side=28))
 
 
 @pytest.fixture(scope="module", params=list_models())
@@ -55,8 +57,7 @@ def cifar_model(request):
 
 
 def test_output_shapes_for_colour_32x32_images(cifar_model):
-    name, model, batch = cifar_model
-    assert_output_shapes(model, batch)
+    assert_output_shapes(*cifar_model)
 
 
 def test_eval_mode_logits_do_not_depend_on_the_rest_of_the_batch(cifar_model):
