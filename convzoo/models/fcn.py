@@ -240,6 +240,20 @@ def fcn8s_resnet50(num_classes: int = 21, in_channels: int = 3, image_size: int 
     return FCN("resnet50", 2, num_classes, in_channels, image_size, **kwargs)
 
 
+@_register("mobilenet_v2", skips=0)
+def fcn32s_mobilenet_v2(num_classes: int = 21, in_channels: int = 3, image_size: int = 224, **kwargs) -> FCN:
+    """FCN-32s on MobileNet v2 (its last 1x1 convolution's 1280 maps, one 32x upsampling); up to
+    64 px its stride-1 first convolution (final stride 16)."""
+    return FCN("mobilenet_v2", 0, num_classes, in_channels, image_size, **kwargs)
+
+
+@_register("mobilenet_v2", skips=1)
+def fcn16s_mobilenet_v2(num_classes: int = 21, in_channels: int = 3, image_size: int = 224, **kwargs) -> FCN:
+    """FCN-16s on MobileNet v2 (a skip from the stride-16 block, features.13); up to 64 px its
+    stride-1 first convolution (final stride 16)."""
+    return FCN("mobilenet_v2", 1, num_classes, in_channels, image_size, **kwargs)
+
+
 @_register("mobilenet_v2", skips=2)
 def fcn8s_mobilenet_v2(num_classes: int = 21, in_channels: int = 3, image_size: int = 224, **kwargs) -> FCN:
     """FCN-8s on MobileNet v2 (skips from the stride-16 and stride-8 blocks, features.13 and
