@@ -59,6 +59,13 @@ class WeightsFit:
     """Any other key of the model that the weights lack or hold in another shape."""
     unexpected: list[str] = field(default_factory=list)
     """Keys of the weights that the model does not have."""
+    backbone_prefix: str = ""
+    """Where a classification network's state dict went in a model that holds it as its
+    backbone (a detector's ``backbone.body.``); empty when the keys are the model's own."""
+    beyond_backbone: list[str] = field(default_factory=list)
+    """Keys of such a state dict past the backbone (its pooling and classifier), left out."""
+    outside_backbone: list[str] = field(default_factory=list)
+    """Keys of the model outside that backbone (a detector's FPN, RPN and box head), left at initialisation."""
     num_classes: int | None = None
     reset_head: bool = False
     """The head was re-initialised on request (``--reset-head``), though its shape fitted."""
@@ -71,7 +78,13 @@ class WeightsFit:
         """What happened, in one line for stderr; None when the weights loaded exactly."""
         if self.exact:
             return None
-        parts = [f"loaded {len(self.loaded) + len(self.adapted)}/{self.total} tensors from {self.source}"]
+        parts = [f"loaded {len(self.loaded) + len(self.adapted)}/{self.total} tensors from {self.source}"
+                 + (f" into {self.backbone_prefix.rstrip('.')}" if self.backbone_prefix else "")]
+        if self.outside_backbone:
+            parts.append(f"{len(self.outside_backbone)} tensors outside the backbone start fresh")
+        if self.beyond_backbone:
+            parts.append(f"left out {len(self.beyond_backbone)} tensors past the backbone "
+                         f"({first_keys(self.beyond_backbone)})")
         parts += [f"{key} adapted from {given} to {wanted} channels" for key, (given, wanted) in self.adapted.items()]
         if self.head:
             parts.append(f"re-initialised {', '.join(self.head)} for {self.num_classes} classes"
@@ -102,16 +115,23 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
     info = get_model_info(model_name)
     head = tuple(f"{module}." for module in info.head)
     fit = WeightsFit(source, len(own), reset_head=reset_head)
+    fit.backbone_prefix = backbone_prefix(own, given, info.stem)
+    if fit.backbone_prefix:
+        given = {fit.backbone_prefix + key: tensor for key, tensor in given.items()}
+        fit.beyond_backbone = [key.removeprefix(fit.backbone_prefix) for key in given if key not in own]
+        given = {key: tensor for key, tensor in given.items() if key in own}
     for key, tensor in own.items():
         theirs = given.get(key)
-        if reset_head and key.startswith(head):
+        if fit.backbone_prefix and not key.startswith(fit.backbone_prefix):
+            fit.outside_backbone.append(key)
+        elif reset_head and key.startswith(head):
             fit.head.append(key)
-            fit.num_classes = tensor.shape[0]
+            fit.num_classes = fit.num_classes or tensor.shape[0]  # the first: a box head's next has 4 per class
         elif theirs is not None and theirs.shape == tensor.shape:
             fit.loaded.append(key)
         elif key.startswith(head):
             fit.head.append(key)
-            fit.num_classes = tensor.shape[0]
+            fit.num_classes = fit.num_classes or tensor.shape[0]  # the first: a box head's next has 4 per class
         elif key == f"{info.stem}.weight" and theirs is not None and _adaptable(theirs.shape, tensor.shape):
             fit.adapted[key] = (theirs.shape[1], tensor.shape[1])
         elif key.startswith(f"{info.stem}.") and theirs is not None and theirs.dim() == tensor.dim() == 4:
@@ -124,6 +144,19 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
                                fit.unexpected, [key for key in fit.mismatched if key in given],
                                "Check --model, or pass --weights-strict false (train) to start those layers fresh.")
     return fit
+
+
+def backbone_prefix(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], stem: str) -> str:
+    """The prefix under which ``given``, a classification network's state dict, sits in
+    ``own``, a model built on that network (a detector's ``backbone.body.``): the model's
+    first convolution ends with the name of the given one. Empty when the keys are the model's."""
+    stem_key = f"{stem}.weight"
+    if stem_key in given or any(key in own for key in given):
+        return ""
+    for key in given:
+        if stem_key.endswith(f".{key}") and key.endswith(".weight"):
+            return stem_key.removesuffix(key)
+    return ""
 
 
 def _adaptable(given: torch.Size, wanted: torch.Size) -> bool:
@@ -152,6 +185,7 @@ def load_weights(model: nn.Module, name: str, state: Mapping[str, torch.Tensor],
     what does not fit keeps the model's own initialisation. Returns how it went."""
     own = model.state_dict()
     fit = fit_weights(own, state, name, source, strict, reset_head)
+    state = {fit.backbone_prefix + key: tensor for key, tensor in state.items()}
     if fit.exact:
         model.load_state_dict(state, strict=True)
         return fit
