@@ -167,7 +167,7 @@ quarter of the run (recipes.py)."""
 
 def _register(backbone_name: str, stem: str):
     return register_model(family="faster_rcnn", paper="Ren et al. 2015", task="detection",
-                          input_size=(3, 600, 600), num_classes=21, recipe=DETECTION_RECIPE, head=("roi_heads.box_predictor",),
+                          input_size=(3, 600, 600), num_classes=21, recipe=DETECTION_RECIPE, head=("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"),
                           stem=f"{BACKBONE_PREFIX}{stem}", probe_layers=())
 
 
