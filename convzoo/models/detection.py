@@ -47,9 +47,10 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
+from convzoo.models import mobilenet, resnet, vgg  # noqa: F401  (the backbones register before the detectors)
 from convzoo.models._common import is_small_input
 from convzoo.recipes import recipe
-from convzoo.registry import create_model, register_model
+from convzoo.registry import create_model, get_model_info, register_model
 
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
 ROI_OPS = ("torchvision", "scratch")
@@ -165,13 +166,18 @@ with a warm-up over the first 1000 iterations; here the warm-up is one epoch, ca
 quarter of the run (recipes.py)."""
 
 
-def _register(backbone_name: str, stem: str):
+def _register(backbone_name: str):
+    """Stem and natural exits are the backbone's, under ``backbone.body``; the head is the
+    box predictor, the two layers whose outputs are per class (scores, box offsets)."""
+    backbone = get_model_info(backbone_name)
     return register_model(family="faster_rcnn", paper="Ren et al. 2015", task="detection",
-                          input_size=(3, 600, 600), num_classes=21, recipe=DETECTION_RECIPE, head=("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"),
-                          stem=f"{BACKBONE_PREFIX}{stem}", probe_layers=())
+                          input_size=(3, 600, 600), num_classes=21, recipe=DETECTION_RECIPE,
+                          head=("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"),
+                          stem=f"{BACKBONE_PREFIX}{backbone.stem}",
+                          probe_layers=tuple(f"{BACKBONE_PREFIX}{name}" for name in backbone.probe_layers))
 
 
-@_register("resnet18", "conv1")
+@_register("resnet18")
 def fasterrcnn_resnet18_fpn(num_classes: int = 21, in_channels: int = 3, image_size: int = 600,
                             roi_op: str = "torchvision", anchor_sizes: tuple[int, ...] | None = None,
                             fpn_channels: int = 256, **kwargs) -> FasterRCNN:
@@ -179,7 +185,7 @@ def fasterrcnn_resnet18_fpn(num_classes: int = 21, in_channels: int = 3, image_s
     return _resnet_fpn("resnet18", num_classes, in_channels, image_size, roi_op, anchor_sizes, fpn_channels, **kwargs)
 
 
-@_register("resnet50", "conv1")
+@_register("resnet50")
 def fasterrcnn_resnet50_fpn(num_classes: int = 21, in_channels: int = 3, image_size: int = 600,
                             roi_op: str = "torchvision", anchor_sizes: tuple[int, ...] | None = None,
                             fpn_channels: int = 256, **kwargs) -> FasterRCNN:
@@ -188,7 +194,7 @@ def fasterrcnn_resnet50_fpn(num_classes: int = 21, in_channels: int = 3, image_s
     return _resnet_fpn("resnet50", num_classes, in_channels, image_size, roi_op, anchor_sizes, fpn_channels, **kwargs)
 
 
-@_register("vgg16", "features.0")
+@_register("vgg16")
 def fasterrcnn_vgg16(num_classes: int = 21, in_channels: int = 3, image_size: int = 600, roi_op: str = "torchvision",
                      anchor_sizes: tuple[int, ...] | None = None, **kwargs) -> FasterRCNN:
     """The paper's detector (section 3, Table 3): VGG-16's conv5_3 (stride 16, 512 channels, no FPN),
@@ -199,7 +205,7 @@ def fasterrcnn_vgg16(num_classes: int = 21, in_channels: int = 3, image_size: in
     return faster_rcnn(backbone, 1, num_classes, in_channels, image_size, roi_op, anchor_sizes, max_pool=True, **kwargs)
 
 
-@_register("mobilenet_v2", "features.0.0")
+@_register("mobilenet_v2")
 def fasterrcnn_mobilenet_v2(num_classes: int = 21, in_channels: int = 3, image_size: int = 600,
                             roi_op: str = "torchvision", anchor_sizes: tuple[int, ...] | None = None,
                             **kwargs) -> FasterRCNN:

@@ -34,7 +34,8 @@ REPRESENTATIVES = {
 def test_every_family_has_a_representative():
     from convzoo.registry import get_model_info, list_models
 
-    families = {get_model_info(name).family for name in list_models()}
+    # The commands learn Fashion-MNIST's classes: a classifier's task.
+    families = {get_model_info(name).family for name in list_models() if get_model_info(name).task == "classification"}
     assert families == set(REPRESENTATIVES)
 
 
