@@ -162,3 +162,14 @@ def test_convzoos_roi_op_pools_as_torchvisions(name):
         expected = reference.roi_heads.box_roi_pool(features, proposals, [(SIDE, SIDE)])
         got = model.roi_heads.box_roi_pool(features, proposals, [(SIDE, SIDE)])
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_resnet50_fpn_has_torchvisions_state_dict():
+    """Key for key and shape for shape, as torchvision builds it untrained (with trainable
+    BatchNorm; it freezes BatchNorm only under pretrained weights)."""
+    import torchvision
+
+    with torch.device("meta"):
+        ours = create_model("fasterrcnn_resnet50_fpn", num_classes=91).state_dict()
+        theirs = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+    assert {key: value.shape for key, value in ours.items()} == {key: value.shape for key, value in theirs.items()}
