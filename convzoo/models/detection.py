@@ -168,15 +168,25 @@ one epoch, capped at a quarter of the run (recipes.py), and the schedule convzoo
 (torchvision steps the rate down at epochs 16 and 22 of 26)."""
 
 
+BACKBONES: dict[str, str] = {}
+"""Each detector's backbone, by name: ``--weights torchvision`` loads that classifier's weights."""
+
+
 def _register(backbone_name: str):
     """Stem and natural exits are the backbone's, under ``backbone.body``; the head is the
     box predictor, the two layers whose outputs are per class (scores, box offsets)."""
     backbone = get_model_info(backbone_name)
-    return register_model(family="faster_rcnn", paper="Ren et al. 2015", task="detection",
-                          input_size=(3, 600, 600), num_classes=21, recipe=DETECTION_RECIPE,
-                          head=("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"),
-                          stem=f"{BACKBONE_PREFIX}{backbone.stem}",
-                          probe_layers=tuple(f"{BACKBONE_PREFIX}{name}" for name in backbone.probe_layers))
+    register = register_model(family="faster_rcnn", paper="Ren et al. 2015", task="detection",
+                              input_size=(3, 600, 600), num_classes=21, recipe=DETECTION_RECIPE,
+                              head=("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"),
+                              stem=f"{BACKBONE_PREFIX}{backbone.stem}",
+                              probe_layers=tuple(f"{BACKBONE_PREFIX}{name}" for name in backbone.probe_layers))
+
+    def decorator(builder):
+        BACKBONES[builder.__name__] = backbone_name
+        return register(builder)
+
+    return decorator
 
 
 @_register("resnet18")

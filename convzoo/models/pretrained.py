@@ -6,7 +6,9 @@ Weights for the same build load exactly, as ``load_state_dict(strict=True)`` wou
 model built for the user's data differs where the data does, and only there: the
 classifier head (another class count) stays at its fresh initialisation, the first
 convolution for another channel count is adapted from the RGB filters, and a small-input
-stem (another kernel) starts fresh. Anything else that differs is a one-line
+stem (another kernel) starts fresh. A classification network's state dict (a zoo checkpoint,
+torchvision's ImageNet weights saved to a file) loads into the backbone of a detector built on
+that network, whose other layers start fresh (``backbone_prefix``). Anything else that differs is a one-line
 ``ConvzooError`` naming the first keys, unless ``strict=False`` (``--weights-strict
 false``) lets those layers start fresh too; ``WeightsFit.line`` says what happened.
 """
@@ -131,7 +133,7 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
             fit.loaded.append(key)
         elif key.startswith(head):
             fit.head.append(key)
-            fit.num_classes = fit.num_classes or tensor.shape[0]  # the first: a box head's next has 4 per class
+            fit.num_classes = fit.num_classes or tensor.shape[0]
         elif key == f"{info.stem}.weight" and theirs is not None and _adaptable(theirs.shape, tensor.shape):
             fit.adapted[key] = (theirs.shape[1], tensor.shape[1])
         elif key.startswith(f"{info.stem}.") and theirs is not None and theirs.dim() == tensor.dim() == 4:
@@ -217,21 +219,30 @@ def say_fit(fit: WeightsFit) -> None:
 
 
 def torchvision_source(name: str) -> str:
-    return f"torchvision {name} (ImageNet)"
+    return f"torchvision {torchvision_weights_name(name)} (ImageNet)"
+
+
+def torchvision_weights_name(name: str) -> str:
+    """The torchvision classifier whose ImageNet weights ``--weights torchvision`` loads into
+    ``name``: the model's own counterpart, or a detector's backbone's."""
+    from convzoo.models.detection import BACKBONES
+
+    return BACKBONES.get(name, name)
 
 
 def torchvision_state_dict(model: nn.Module, name: str, strict: bool = True) -> Mapping[str, torch.Tensor]:
     """torchvision's ImageNet weights for ``name``, after checking on the meta device (no
     download) that they fit as ``load_weights`` would load them: a head for other classes,
     another channel count or a small-input stem do; other layers only when not ``strict``."""
-    if name not in TORCHVISION_COUNTERPARTS:
+    weights_name = torchvision_weights_name(name)
+    if weights_name not in TORCHVISION_COUNTERPARTS:
         raise ConvzooError(
             f"{name!r} has no torchvision counterpart with the same layers (those that do: "
             f"{', '.join(sorted(TORCHVISION_COUNTERPARTS))}); pass --weights PATH to a state-dict file instead.")
     import torchvision
 
     with torch.device("meta"):
-        reference = torchvision.models.get_model(name, weights=None).state_dict()
+        reference = torchvision.models.get_model(weights_name, weights=None).state_dict()
     fit_weights(model.state_dict(), reference, name, torchvision_source(name), strict)
     import contextlib
     import io
@@ -242,14 +253,14 @@ def torchvision_state_dict(model: nn.Module, name: str, strict: bool = True) -> 
         # object) and a progress bar on stderr: offline, both came before convzoo's one-line
         # error. They are held back; where the file went is said once it is there.
         with contextlib.redirect_stdout(hub_messages), contextlib.redirect_stderr(hub_messages):
-            pretrained = torchvision.models.get_model(name, weights="DEFAULT")
+            pretrained = torchvision.models.get_model(weights_name, weights="DEFAULT")
         said = hub_messages.getvalue().strip().splitlines()
         if said:
             print(said[0], file=sys.stderr)
     except (OSError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConvzooError(
-            f"downloading torchvision's {name} weights failed ({reason}); "
+            f"downloading torchvision's {weights_name} weights failed ({reason}); "
             "pass --weights PATH to a state-dict file instead.") from None
     return pretrained.state_dict()
 

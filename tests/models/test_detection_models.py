@@ -173,3 +173,17 @@ def test_resnet50_fpn_has_torchvisions_state_dict():
         ours = create_model("fasterrcnn_resnet50_fpn", num_classes=91).state_dict()
         theirs = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
     assert {key: value.shape for key, value in ours.items()} == {key: value.shape for key, value in theirs.items()}
+
+
+def test_torchvisions_imagenet_weights_load_into_the_backbone(monkeypatch):
+    """``--weights torchvision`` on a detector: its backbone's ImageNet weights (downloaded, in
+    use; here torchvision's untrained resnet18 stands in for them)."""
+    import torchvision
+
+    get_model = torchvision.models.get_model
+    monkeypatch.setattr(torchvision.models, "get_model", lambda name, weights=None: get_model(name, weights=None))
+    torch.manual_seed(0)
+    model = create_model("fasterrcnn_resnet18_fpn", num_classes=NUM_CLASSES, image_size=224, fpn_channels=64)
+    fit = load_pretrained(model, "fasterrcnn_resnet18_fpn", "torchvision")
+    assert fit.source == "torchvision resnet18 (ImageNet)" and fit.backbone_prefix == "backbone.body."
+    assert len(fit.loaded) == len(model.backbone.body.state_dict())
