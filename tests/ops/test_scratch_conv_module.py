@@ -141,5 +141,6 @@ def test_every_model_gives_the_same_logits_with_scratch_convolutions(name):
         use_scratch_conv(model)
         got = network(images)
     assert sum(type(m) is Conv2d for m in model.modules()) == convolutions > 0
-    scale = max(tensor.abs().max().item() for tensor in (expected.values() if isinstance(expected, dict) else [expected]))
+    maps = expected.values() if isinstance(expected, dict) else [expected]
+    scale = max(tensor.abs().max().item() for tensor in maps)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * scale)
