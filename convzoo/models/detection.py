@@ -12,9 +12,9 @@ The contract with the training loop and ``predict``:
 - **input**: a list of CHW float tensors, **already normalised** as convzoo's data pipeline
   normalises every image (the dataset's mean and std). The model's transform therefore
   normalises with mean 0 and std 1 (it would otherwise normalise twice) and, with
-  ``min_size = max_size = image_size``, leaves an ``image_size`` canvas at its size (an
-  image of another size is scaled so that its shorter side is ``image_size``, its longer
-  side at most that);
+  ``min_size = max_size = image_size``, leaves an ``image_size`` canvas at its size, not
+  scaled to torchvision's 800 px (an image of another size is scaled so that its longer
+  side is ``image_size``; the boxes come back in its own pixels); a 4-d batch works too;
 - **targets** (training): one dict per image, ``boxes`` a float (N, 4) tensor of
   ``x1, y1, x2, y2`` in the image's pixels (N may be 0: an image without objects) and
   ``labels`` an int64 (N,) tensor in ``1 .. num_classes - 1``;
@@ -31,7 +31,9 @@ FPN there is one size per pyramid level, P2 to P6 (so 8, 16, 32, 64, 128 px on a
 canvas); on a single map, three sizes (8, 16, 32 px on a 64-px canvas; the paper's 128,
 256, 512 px are 0.2, 0.4 and 0.85 of its 600-px images). ``anchor_sizes`` overrides them.
 The anchor generator and the RoI pooler infer each map's stride from its size and the
-image's, so the small-input stems (4x less downsampling) need no stride stated here.
+image's, so the small-input stems need no stride stated here: up to 64 px ResNet's layer1
+to layer4 are at strides 1 to 8 (4 to 32 otherwise), MobileNet's last map at 16 (32), and
+VGG's conv5_3 at 16 either way (the variants differ only in pool5, which goes).
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def faster_rcnn(backbone: nn.Module, num_maps: int, num_classes: int, in_channel
     per_map = tuple((size,) for size in sizes) if num_maps > 1 else (tuple(sizes),)
     anchor_generator = AnchorGenerator(sizes=per_map, aspect_ratios=(ASPECT_RATIOS,) * num_maps)
     rpn_head = RPNHead(backbone.out_channels, anchor_generator.num_anchors_per_location()[0])
-    featmap_names = [str(index) for index in range(min(num_maps, 4))]  # FPN: P2-P5, not P6 (Lin et al., eq. 1)
+    featmap_names = [str(index) for index in range(min(num_maps, 4))]  # RoIs on P2-P5 (Lin et al., section 4.2)
     settings = dict(SMALL_IMAGE_SETTINGS) if is_small_input(image_size) else {}
     settings.update(kwargs)
     model = FasterRCNN(
