@@ -19,17 +19,17 @@ LOSSES = {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_re
 
 def canvases(count: int, side: int = SIDE, seed: int = 0) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Black 1-channel canvases with one or two bright squares of 1/4 to 1/2 the side,
-    labelled 1 or 2, and their targets in torchvision's format."""
+    labelled 1 when smaller than 3/8 of it and 2 when larger, and their targets in torchvision's format."""
     generator = torch.Generator().manual_seed(seed)
     images, targets = [], []
     for index in range(count):
         image, boxes, labels = torch.zeros(1, side, side), [], []
-        for square in range(1 + index % 2):
+        for _ in range(1 + index % 2):
             size = int(torch.randint(side // 4, side // 2, (1,), generator=generator))
             x, y = (int(value) for value in torch.randint(0, side - size, (2,), generator=generator))
             image[:, y:y + size, x:x + size] = 1.0
             boxes.append([x, y, x + size, y + size])
-            labels.append(1 + square)
+            labels.append(1 if size < 3 * side / 8 else 2)
         images.append(image)
         targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels)})
     return images, targets
