@@ -211,12 +211,14 @@ def fasterrcnn_resnet50_fpn(num_classes: int = 21, in_channels: int = 3, image_s
 
 @_register("vgg16")
 def fasterrcnn_vgg16(num_classes: int = 21, in_channels: int = 3, image_size: int = 600, roi_op: str = "torchvision",
-                     anchor_sizes: tuple[int, ...] | None = None, **kwargs) -> FasterRCNN:
+                     anchor_sizes: tuple[int, ...] | None = None, init: str = "he", **kwargs) -> FasterRCNN:
     """The paper's detector (section 3.3): VGG-16's conv5_3 (stride 16, 512 channels, no FPN), RoI max pooling
     to 7x7 on it; the box head is torchvision's two 1024-wide layers, not VGG's fc6/fc7; 43,945,942 parameters."""
     # Both VGG variants have the same trunk but for pool5, which goes here; the small one's classifier,
     # discarded with it, reads 512 features instead of 25,088 (100 M fewer weights to initialise).
-    network = create_model("vgg16", in_channels=in_channels, image_size=64)
+    # He's initialisation by default, as vgg16's recipe: without BatchNorm, torchvision's scale leaves a plain
+    # VGG's signal too small to train from scratch (models/_common.py, plain_init_); the paper starts from ImageNet.
+    network = create_model("vgg16", in_channels=in_channels, image_size=64, init=init)
     network.features[-1] = nn.Identity()  # pool5 goes: RoI pooling takes its place (Fast R-CNN, section 2.3)
     backbone = OneMapBackbone(network, "features", out_channels=512)
     return faster_rcnn(backbone, 1, num_classes, in_channels, image_size, roi_op, anchor_sizes, max_pool=True, **kwargs)
