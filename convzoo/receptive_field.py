@@ -116,6 +116,13 @@ class AxisField:
             start=self.start,
         )
 
+    def through_nearest_resize(self, in_length: int, out_length: int) -> AxisField:
+        """Nearest resizing of ``n`` units to ``m``: unit ``j`` repeats unit ``floor(j n/m)``,
+        so its field has the same size. The jump ``n/m`` places it exactly where ``j n/m``
+        is whole (every k-th unit of an upsampling by k, as in an FPN's top-down path, which
+        then meets a map of that jump), elsewhere less than one input jump late."""
+        return AxisField(size=self.size, jump=self.jump * Fraction(in_length, out_length), start=self.start)
+
     def spanning(self, length: int) -> AxisField:
         """What a unit depending on all ``length`` units of this axis sees: their union."""
         return AxisField(size=self.size + math.ceil((length - 1) * self.jump), jump=self.jump, start=self.start)
@@ -324,6 +331,7 @@ _CONV_TRANSPOSE = ("input", "weight", "bias", "stride", "padding", "output_paddi
 _MAX_POOL = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _AVG_POOL = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 _LP_POOL = ("input", "norm_type", "kernel_size", "stride", "ceil_mode")
+_INTERPOLATE = ("input", "size", "scale_factor", "mode")
 
 
 def _window_rules() -> dict[Callable[..., Any], Callable[[tuple, dict], Window]]:
@@ -417,6 +425,9 @@ def _geometric_field(func: Callable[..., Any], args: tuple, kwargs: dict,
             if out_shape == (1, 1):
                 return field.made_global(in_shape)
             return field.map_axes(lambda axis, i: axis.through_adaptive_pool(in_shape[i], out_shape[i]), (0, 1))
+        nearest = func is F.interpolate and _bind(_INTERPOLATE, args, kwargs, {"mode": "nearest"})["mode"] == "nearest"
+        if nearest and in_shape and out_shape:
+            return field.map_axes(lambda axis, i: axis.through_nearest_resize(in_shape[i], out_shape[i]), (0, 1))
         if func in _PADS:
             pad = _as_tuple(_bind(("input", "pad"), args, kwargs, {})["pad"])
             # F.pad lists (left, right, top, bottom, ...): width first.
@@ -470,7 +481,9 @@ class FieldTracer(TorchFunctionMode):
     instead, whatever their forward computes with. Nothing in the model is changed.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, names_from: nn.Module | None = None) -> None:
+        """``names_from``: the model that holds ``model``, when a part of it is traced
+        (``image_network``), so that calls carry the names of that whole model."""
         super().__init__()
         self.model = model
         self.calls: list[ModuleCall] = []
@@ -480,7 +493,7 @@ class FieldTracer(TorchFunctionMode):
         finished: after an error, the last one is where it happened."""
         self.final_field: ReceptiveField | None = None
         self.output_field: ReceptiveField | None = None
-        self._names = _module_names(model)
+        self._names = _module_names(names_from or model)
         self._opaque = 0
         self._window_inputs: list[ReceptiveField | None] = []
         self._handles: list[Any] = []
@@ -568,6 +581,15 @@ class FieldTracer(TorchFunctionMode):
             self.output_field = field
 
 
+def image_network(model: nn.Module) -> nn.Module:
+    """The part of ``model`` that maps an image batch to feature maps, which a trace follows:
+    the model itself, or a detector's backbone. Past it, a detector's RPN and RoI heads
+    work on proposals and boxes, where a pixel's receptive field has no meaning."""
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    return model.backbone if isinstance(model, GeneralizedRCNN) else model
+
+
 def _module_names(model: nn.Module) -> dict[int, str]:
     """Qualified name of each module (the first, when one module is registered twice)."""
     names: dict[int, str] = {}
@@ -622,15 +644,16 @@ def receptive_fields(model: nn.Module, input_size: Sequence[int], *, batch_size:
     """Trace one forward pass of ``model`` on a zero input of ``(C, H, W)``.
 
     Runs where the model is (a model built under ``torch.device("meta")`` costs nothing)
-    and leaves it as it was.
+    and leaves it as it was. A detector is traced through its backbone (``image_network``).
     """
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
     with model_left_unchanged(model), torch.no_grad():
         model.train(train_mode)
-        with FieldTracer(model) as tracer:
-            model(tracer.trace_input(torch.zeros(batch_size, *input_size, device=device, dtype=dtype)))
+        network = image_network(model)
+        with FieldTracer(network, names_from=model) as tracer:
+            network(tracer.trace_input(torch.zeros(batch_size, *input_size, device=device, dtype=dtype)))
     return FieldTrace(tracer.calls, tracer.final_field, tracer.output_field, tracer.unsupported)
 
 
@@ -725,7 +748,7 @@ def measure_receptive_field(
     image = torch.ones(1, *input_size, dtype=dtype, requires_grad=True)
     try:
         with _GradientProbeMode():
-            probe(image)
+            image_network(probe)(image)
     except _StopForward:
         pass
     finally:

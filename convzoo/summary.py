@@ -216,6 +216,8 @@ def summarize(
     summary's ``built_for`` says which build it is: VGG-16 at 32x32 with ``--dataset
     cifar10`` is the small-input VGG, with ``--input-size 3 32 32`` the ImageNet one). ``conv="scratch"`` swaps in convzoo's hand-written convolution.
     The model is never changed: device, dtype, parameters, buffers, train/eval flags.
+    A detector's rows, multiply-adds and fields are its backbone's (``image_network``: the
+    RPN and RoI heads work on boxes); its parameter totals count the whole detector.
     """
     if conv not in ("torch", "scratch"):
         raise ConvzooError(f"unknown convolution {conv!r}: use torch or scratch.")
@@ -383,18 +385,20 @@ def _summarize_model(model, name: str, input_size: tuple[int, int, int], batch_s
     import torch
     import torchinfo
 
-    from convzoo.receptive_field import FieldTracer, model_left_unchanged
+    from convzoo.receptive_field import FieldTracer, image_network, model_left_unchanged
 
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
     image = torch.zeros(batch_size or 1, *input_size, device=device, dtype=dtype)
-    tracer = FieldTracer(model)
+    # A detector's rows are its backbone's (receptive_field.image_network); its totals count it all.
+    network = image_network(model)
+    tracer = FieldTracer(network, names_from=model)
     with model_left_unchanged(model), torch.no_grad():
         try:
             with shape_pass_mode() if shape_pass else nullcontext(), tracer:
                 statistics = torchinfo.summary(
-                    model, input_data=[tracer.trace_input(image)], mode="train" if train_mode else "eval",
+                    network, input_data=[tracer.trace_input(image)], mode="train" if train_mode else "eval",
                     depth=depth, verbose=0,
                 )
         except Exception as error:  # noqa: BLE001 - reported to the user as one line
@@ -406,14 +410,14 @@ def _summarize_model(model, name: str, input_size: tuple[int, int, int], batch_s
 
     _count_transposed_convolutions(statistics)
     parameters = list(model.parameters())
-    classic_calls = [call for call in tracer.calls if _is_classic_row(call, model)]
+    classic_calls = [call for call in tracer.calls if _is_classic_row(call, network)]
     return ModelSummary(
         name=name,
         input_size=input_size,
         batch_size=batch_size,
         train_mode=train_mode,
         depth=depth,
-        layers=_layer_rows(statistics.summary_list, tracer.calls),
+        layers=_layer_rows(statistics.summary_list, tracer.calls, _module_name(model, network)),
         classic_rows=[_classic_row(index, call, batch_size) for index, call in enumerate(classic_calls, 1)],
         total_params=sum(p.numel() for p in parameters),
         trainable_params=sum(p.numel() for p in parameters if p.requires_grad),
@@ -507,8 +511,13 @@ def shape_pass_mode():
     return _ShapePass()
 
 
-def _layer_rows(summary_list: list, calls: list) -> list[LayerRow]:
-    """torchinfo's rows, each with the receptive field of its own call of its module."""
+def _module_name(model: Any, part: Any) -> str:
+    return next(name for name, module in model.named_modules() if module is part)
+
+
+def _layer_rows(summary_list: list, calls: list, prefix: str = "") -> list[LayerRow]:
+    """torchinfo's rows, each with the receptive field of its own call of its module;
+    ``prefix`` names the summarised part in its model (a detector's ``backbone``)."""
     fields_by_module: dict[int, list] = {}
     for call in calls:
         fields_by_module.setdefault(id(call.module), []).append(call.field)
@@ -523,7 +532,7 @@ def _layer_rows(summary_list: list, calls: list) -> list[LayerRow]:
             receptive_field = fields[index] if index < len(fields) else None
         kernel = info.kernel_size
         rows.append(LayerRow(
-            name=_qualified_name(info),
+            name=".".join(part for part in (prefix, _qualified_name(info)) if part),
             type=info.class_name,
             depth=info.depth,
             is_leaf=info.is_leaf_layer,

@@ -203,10 +203,24 @@ def test_global_pooling_makes_the_field_global_and_keeps_the_last_local_one():
     assert trace.output_field.weight_depth == 3
 
 
-def test_unknown_operations_are_reported_not_guessed():
+def test_nearest_upsampling_repeats_each_units_field():
+    """An FPN's top-down path: unit j of a 2x nearest upsampling sees what unit j // 2 sees."""
     class Upsample(nn.Module):
         def forward(self, x):
             return F.interpolate(x, scale_factor=2.0)
+
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), Upsample(), nn.Conv2d(1, 1, 3))
+    trace = receptive_fields(model, (1, 8, 8))
+    assert not trace.unsupported
+    assert (trace.field("1").size, trace.field("1").jump) == (3, 0.5)
+    assert trace.field("2").size == 4
+    assert_measured_equals_computed(model, (1, 8, 8), "2")
+
+
+def test_unknown_operations_are_reported_not_guessed():
+    class Upsample(nn.Module):
+        def forward(self, x):
+            return F.interpolate(x, scale_factor=2.0, mode="bilinear")
 
     trace = receptive_fields(nn.Sequential(nn.Conv2d(1, 1, 3), Upsample(), nn.Conv2d(1, 1, 3)), (1, 8, 8))
     assert trace.unsupported == {"interpolate"}

@@ -61,11 +61,14 @@ def forward_order(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
     The root module runs in training mode and every other one in eval mode: the forward
     takes the training path (GoogLeNet's auxiliary classifiers run, in their place after
     inception4a and 4d), but no BatchNorm statistic moves and no dropout draws a random
-    number. The modules' modes are restored afterwards.
+    number; a detector runs in eval mode. The modules' modes are restored afterwards.
     """
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
     modes = {module: module.training for module in model.modules()}
     model.eval()
-    model.training = True
+    # A detector's training forward needs targets; its inference calls the same modules in order.
+    model.training = not isinstance(model, GeneralizedRCNN)
     order: dict[str, int] = {}
     clock = itertools.count()
 

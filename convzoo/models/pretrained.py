@@ -9,8 +9,9 @@ convolution for another channel count is adapted from the RGB filters, and a sma
 stem (another kernel) starts fresh. Anything else that differs is a one-line
 ``ConvzooError`` naming the first keys, unless ``strict=False`` (``--weights-strict
 false``) lets those layers start fresh too; ``WeightsFit.line`` says what happened.
-A segmentation model built on a zoo backbone (FCN, U-Net on ResNet-18) also takes that
-backbone's classification weights, which load into its ``backbone`` (``backbone_weights``).
+A model built on a zoo backbone (FCN, U-Net on ResNet-18, Faster R-CNN) also takes that
+backbone's classification weights (a zoo checkpoint, torchvision's ImageNet weights), which
+load into its backbone (``backbone_weights``); its other layers start fresh.
 """
 
 from __future__ import annotations
@@ -109,22 +110,23 @@ def fit_weights(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tenso
     info = get_model_info(model_name)
     head = tuple(f"{module}." for module in info.head)
     fit = WeightsFit(source, len(own), reset_head=reset_head)
-    backbone_only = info.backbone is not None and all(key.startswith("backbone.") for key in given)
+    prefix = backbone_prefix(model_name)
+    backbone_only = prefix is not None and all(key.startswith(prefix) for key in given)
     for key, tensor in own.items():
         theirs = given.get(key)
         if reset_head and key.startswith(head):
             fit.head.append(key)
-            fit.num_classes = tensor.shape[0]
+            fit.num_classes = fit.num_classes or tensor.shape[0]  # the first: a box head's next has 4 per class
         elif theirs is not None and theirs.shape == tensor.shape:
             fit.loaded.append(key)
         elif key.startswith(head):
             fit.head.append(key)
-            fit.num_classes = tensor.shape[0]
+            fit.num_classes = fit.num_classes or tensor.shape[0]  # the first: a box head's next has 4 per class
         elif key == f"{info.stem}.weight" and theirs is not None and _adaptable(theirs.shape, tensor.shape):
             fit.adapted[key] = (theirs.shape[1], tensor.shape[1])
         elif key.startswith(f"{info.stem}.") and theirs is not None and theirs.dim() == tensor.dim() == 4:
             fit.fresh_stem[key] = (tuple(theirs.shape), tuple(tensor.shape))
-        elif backbone_only and not key.startswith("backbone."):
+        elif backbone_only and not key.startswith(prefix):
             fit.beside_backbone.append(key)
         else:
             fit.mismatched.append(key)
@@ -161,7 +163,8 @@ def backbone_weights(state: Mapping[str, torch.Tensor], model_name: str,
     """A classification model's weights as keys of ``model_name``, a model that holds that
     model's trunk as its ``backbone`` (``ModelInfo.backbone``: an FCN, a U-Net on ResNet-18).
 
-    Each key moves under ``backbone.``; the classification head's keys (that model's
+    Each key moves under the model's ``backbone_prefix`` (``backbone.``, a detector's
+    ``backbone.body.``); the classification head's keys (that model's
     ``ModelInfo.head``) are left out, the dense model's own head replacing them; a fully
     connected weight that the model holds as a convolution of as many weights is reshaped
     (VGG's fc6 as FCN's 7x7 convolution, Long et al. 2015 section 3.1). ``state`` is returned
@@ -170,7 +173,7 @@ def backbone_weights(state: Mapping[str, torch.Tensor], model_name: str,
     """
     from convzoo.registry import get_model_info
 
-    backbone = get_model_info(model_name).backbone
+    backbone, prefix = get_model_info(model_name).backbone, backbone_prefix(model_name)
     if backbone is None or any(key.startswith("backbone.") for key in state):
         return state
     head = tuple(f"{module}." for module in get_model_info(backbone).head)
@@ -178,11 +181,25 @@ def backbone_weights(state: Mapping[str, torch.Tensor], model_name: str,
     for key, tensor in state.items():
         if key.startswith(head):
             continue
-        wanted = own.get(f"backbone.{key}")
-        if wanted is not None and tensor.dim() == 2 and wanted.dim() == 4 and tensor.numel() == wanted.numel():
+        wanted = own.get(f"{prefix}{key}")
+        if wanted is None:
+            continue  # a layer the model does not keep of its backbone (VGG's fully connected ones in a detector)
+        if tensor.dim() == 2 and wanted.dim() == 4 and tensor.numel() == wanted.numel():
             tensor = tensor.reshape(wanted.shape)
-        mapped[f"backbone.{key}"] = tensor
+        mapped[f"{prefix}{key}"] = tensor
     return mapped
+
+
+def backbone_prefix(model_name: str) -> str | None:
+    """Where the backbone's own keys sit in ``model_name`` (``backbone.`` in an FCN,
+    ``backbone.body.`` in a detector with an FPN): its stem's name less the backbone's;
+    None for a model with no backbone."""
+    from convzoo.registry import get_model_info
+
+    info = get_model_info(model_name)
+    if info.backbone is None:
+        return None
+    return info.stem.removesuffix(get_model_info(info.backbone).stem)
 
 
 def load_weights(model: nn.Module, name: str, state: Mapping[str, torch.Tensor], source: str,

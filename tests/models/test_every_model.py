@@ -14,6 +14,8 @@ from torch import nn
 from convzoo.registry import create_model, get_model_info, list_models
 
 NUM_CLASSES = 10
+# Logits per image: what a classifier returns (detectors are checked in test_detection_models.py).
+CLASSIFIERS = [name for name in list_models() if get_model_info(name).task == "classification"]
 
 
 def main_logits(output):
@@ -45,12 +47,12 @@ def assert_output_shapes(name: str, model: torch.nn.Module, batch: torch.Tensor)
     assert torch.isfinite(evaluated).all()
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_output_shapes_for_grey_28x28_images(name):
     assert_output_shapes(name, *build_small(name, channels=1, side=28))
 
 
-@pytest.fixture(scope="module", params=list_models())
+@pytest.fixture(scope="module", params=CLASSIFIERS)
 def cifar_model(request):
     """(name, model, batch) for 3x32x32 images, built once for all the tests below."""
     return (request.param, *build_small(request.param, channels=3, side=32))
