@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--step-batch", type=int, default=32)
     parser.add_argument("--step-repeats", type=int, default=10)
     parser.add_argument("--skip-training", action="store_true", help="Part 2 only.")
+    parser.add_argument("--skip-part2", action="store_true", help="Part 1 only.")
     parser.add_argument("--markdown", default=None, help="Also write the tables to this file.")
     parser.add_argument("--quick", action="store_true", help="Tiny sizes: checks the script runs, measures nothing.")
     args, args.extra = parser.parse_known_args()
@@ -146,6 +147,8 @@ def main() -> None:
                 print(lines[-1], flush=True)
                 if args.markdown:
                     Path(args.markdown).write_text("\n".join(lines) + "\n")
+    if args.skip_part2:
+        return
     step = scratch_step(args)
     lines += ["", f"Part 2: one training step of {step['model']} ({step['batch']} images of {step['side']}x{step['side']}, "
               f"{step['threads']} threads), its {step['swapped']} transposed convolutions torch's or convzoo's:", "",

@@ -119,6 +119,16 @@ def export_model(
         raise ConvzooError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise ConvzooError(f"unknown ONNX exporter {exporter!r}; choose auto, torchscript or dynamo.")
+    from convzoo.registry import get_model_info
+
+    if get_model_info(source.config.model).task == "detection":
+        # A detector's forward takes a list of images and returns a dict per image, with
+        # data-dependent box counts: not the one-tensor-in, one-tensor-out graph the files
+        # here hold and are checked as (torchvision exports its detectors to ONNX only under
+        # conditions of its own: fixed sizes, opset 11, a separate ONNX check).
+        raise ConvzooError(f"{source.config.model} is a detector: its lists of boxes do not fit the {fmt} export's "
+                           "tensor-in, tensor-out graph, and convzoo does not export detectors yet. Use its checkpoint "
+                           "(best.pt) with convzoo predict, or torchvision's own ONNX export of the model.")
     path = Path(out) if out is not None else default_export_path(source, fmt)
     check_output_path(path)
     if fmt == "onnx":
