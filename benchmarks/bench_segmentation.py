@@ -135,8 +135,9 @@ def main() -> None:
     lines = [f"Run {datetime.date.today()} on {cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, "
              f"Python {platform.python_version()}: `python benchmarks/bench_segmentation.py {' '.join(sys.argv[1:])}`", ""]
     if not args.skip_training:
-        lines += [f"Part 1: mnist-scenes, {args.epochs} epochs of {args.train_size:,} scenes each, every model's own "
-                  "recipe.", "",
+        flags = " ".join(args.extra) or "none: every model's own recipe"
+        lines += [f"Part 1: mnist-scenes, {args.epochs} epochs of {args.train_size:,} scenes each; flags for every "
+                  f"model: {flags}.", "",
                   "| model | test mIoU by epoch | best mIoU | pixel accuracy | s / epoch | images / s |",
                   "|---|---|---|---|---|---|"]
         with tempfile.TemporaryDirectory() as folder:
