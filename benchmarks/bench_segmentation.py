@@ -93,8 +93,8 @@ def scratch_step(args: argparse.Namespace) -> dict:
     optimizers = [torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9) for network in (model, scratch)]
     outputs = [step(network, optimizer) for network, optimizer in zip((model, scratch), optimizers)]
     upsampling = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ConvTranspose2d)]
-    weight_difference = max(float((dict(model.named_parameters())[f"{name}.weight"]
-                                   - dict(scratch.named_parameters())[f"{name}.weight"]).abs().max())
+    weight_difference = max(float((dict(model.named_parameters())[f"{name}.weight"].detach()
+                                   - dict(scratch.named_parameters())[f"{name}.weight"].detach()).abs().max())
                             for name in upsampling)
     times: dict[str, list[float]] = {"torch": [], "scratch": []}
     for _ in range(args.step_repeats):

@@ -53,3 +53,15 @@ def test_bench_roi_smoke_run_prints_both_ops_and_their_ratios(capsys):
     assert [row[:2] for row in rows] == [[op, step] for op in ("roi_pool", "roi_align")
                                          for step in ("forward", "forward+backward")]
     assert all(float(row[4]) > 0 and float(row[5]) < 1e-4 for row in rows)  # a ratio; the same numbers
+
+
+def test_bench_segmentation_scratch_step_smoke_run_compares_and_times(capsys, monkeypatch):
+    bench = load("bench_segmentation")
+    monkeypatch.setattr("sys.argv", ["bench_segmentation.py", "--quick", "--skip-training",
+                                     "--step-model", "fcn8s_mobilenet_v2"])
+    bench.main()
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("| ") and "e-" in line][0]
+    cells = [cell.strip(" *x") for cell in row.strip("|").split("|")]
+    assert float(cells[0]) < 1e-4 and float(cells[1]) < 1e-4  # the same outputs and the same update
+    assert float(cells[-1]) > 0
