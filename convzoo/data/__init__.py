@@ -4,7 +4,8 @@
 loaders yielding normalised ``(images, targets)`` batches on the training device, plus the
 dataset's spec (whose shape and class count size the model). The targets are class labels,
 or, with ``targets="masks"``/``"boxes"``, per-pixel class masks or padded boxes, for the
-datasets that have them (``DatasetSpec.targets``).
+datasets that have them (``DatasetSpec.targets``); streamed detection folders
+(``coco:``/``vocdet:``) yield a list of per-image dicts of boxes, labels and iscrowd.
 """
 
 from __future__ import annotations
@@ -207,7 +208,12 @@ class _DeviceLoader:
             images = images.to(self.device, non_blocking=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            yield images, labels.to(self.device, non_blocking=True)
+            if isinstance(labels, list):  # detection targets: a dict of tensors per image
+                labels = [{key: value.to(self.device, non_blocking=True) for key, value in target.items()}
+                          for target in labels]
+            else:
+                labels = labels.to(self.device, non_blocking=True)
+            yield images, labels
 
 
 def fixed_random_subset(dataset: Any, size: int | None) -> Any:
@@ -235,11 +241,18 @@ def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_wor
     from convzoo.seeding import derived_seed
 
     pin = torch.device(device).type == "cuda"
+    collate = None
     if "masks" in spec.targets:
         from convzoo.data.segmentation import build_segmentation_dataset
 
         train_set = build_segmentation_dataset(spec, train=True, augment=augment)
         test_set = build_segmentation_dataset(spec, train=False, augment=False)
+    elif "boxes" in spec.targets:
+        from convzoo.data.detection import build_detection_dataset, collate_detection
+
+        train_set = build_detection_dataset(spec, train=True, augment=augment)
+        test_set = build_detection_dataset(spec, train=False, augment=False)
+        collate = collate_detection  # a list of per-image target dicts: images hold different numbers of boxes
     else:
         from convzoo.data.imagefolder import build_imagefolder_dataset
 
@@ -257,7 +270,7 @@ def _build_streaming_loaders(spec, batch_size, eval_batch_size, augment, num_wor
     workers_seed = torch.Generator().manual_seed(derived_seed(seed, "workers", rank))
     worker_init = functools.partial(ignore_stop_signals, trainer_catching=trainer_catches_sigterm())
     common = dict(num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0,
-                  worker_init_fn=worker_init if num_workers > 0 else None)
+                  worker_init_fn=worker_init if num_workers > 0 else None, collate_fn=collate)
     train_loader = DataLoader(
         train_set, batch_size=batch_size, sampler=sampler, drop_last=True, generator=workers_seed, **common
     )

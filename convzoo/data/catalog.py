@@ -22,7 +22,8 @@ class DatasetSpec:
     augmentation: str
     """``none``, ``crop_flip`` (CIFAR: random crop with 4-pixel padding, horizontal flip),
     ``resized_crop_flip`` (ImageNet-style, for image folders) or ``scale_crop_flip``
-    (segmentation folders: random rescale, crop and flip of image and mask together)."""
+    (segmentation folders: random rescale, crop and flip of image and mask together) or
+    ``resize_flip_pad`` (detection folders: resize, flip and pad of image and boxes together)."""
     in_memory: bool = True
     """Small datasets live on the device as uint8 tensors; image folders are streamed."""
     targets: tuple[str, ...] = ("labels",)
@@ -50,11 +51,13 @@ DATASETS: dict[str, DatasetSpec] = {
 IMAGEFOLDER_PREFIX = "imagefolder:"
 VOC_PREFIX = "voc:"
 SEGFOLDER_PREFIX = "segfolder:"
+COCO_PREFIX = "coco:"
+VOCDET_PREFIX = "vocdet:"
 TARGETS = ("labels", "masks", "boxes")
 
 
 def dataset_names() -> list[str]:
-    return [*DATASETS, *(f"{prefix}PATH" for prefix in (IMAGEFOLDER_PREFIX, VOC_PREFIX, SEGFOLDER_PREFIX))]
+    return [*DATASETS, *(f"{prefix}PATH" for prefix in (IMAGEFOLDER_PREFIX, VOC_PREFIX, SEGFOLDER_PREFIX, COCO_PREFIX, VOCDET_PREFIX))]
 
 
 def get_dataset_spec(
@@ -69,6 +72,10 @@ def get_dataset_spec(
         from convzoo.data.segmentation import segmentation_spec
 
         return segmentation_spec(name, image_size=image_size)
+    if name.startswith((COCO_PREFIX, VOCDET_PREFIX)):
+        from convzoo.data.detection import detection_spec
+
+        return detection_spec(name, image_size=image_size)
     if name not in DATASETS:
         import difflib
 

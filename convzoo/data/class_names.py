@@ -3,12 +3,15 @@
 The names follow torchvision's ``classes`` attributes (CIFAR-100's are its meta file's
 fine labels, in label order) and are known without reading a data file; an image
 folder's classes are its sorted sub-folder names, as ``ImageFolder`` numbers them; a
-segmentation folder's are its ``classes.txt`` lines, else its class indices.
+segmentation folder's are its ``classes.txt`` lines, else its class indices; a COCO
+folder's are "background" and its categories.
 """
 
 from __future__ import annotations
 
-from convzoo.data.catalog import IMAGEFOLDER_PREFIX, SEGFOLDER_PREFIX, VOC_PREFIX, DatasetSpec
+from convzoo.data.catalog import (
+    COCO_PREFIX, IMAGEFOLDER_PREFIX, SEGFOLDER_PREFIX, VOC_PREFIX, VOCDET_PREFIX, DatasetSpec,
+)
 
 FASHION_MNIST = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -58,4 +61,8 @@ def dataset_class_names(spec: DatasetSpec) -> tuple[str, ...]:
         from convzoo.data.segmentation import segmentation_class_names
 
         return segmentation_class_names(spec)
+    if spec.name.startswith((COCO_PREFIX, VOCDET_PREFIX)):
+        from convzoo.data.detection import detection_class_names
+
+        return detection_class_names(spec.name)
     return tuple(str(index) for index in range(spec.num_classes))

@@ -59,17 +59,21 @@ def segmentation_spec(name: str, *, image_size: int | None = None) -> DatasetSpe
                        "scale_crop_flip", in_memory=False, targets=("masks",))
 
 
-def voc_folder(path: Path) -> Path:
-    """The ``VOC2012`` folder that ``path`` is or holds, or a one-line error naming what is missing."""
+def voc_folder(path: Path, *, prefix: str = "voc",
+               wanted: tuple[str, ...] = ("SegmentationClass", "ImageSets/Segmentation/train.txt",
+                                          "ImageSets/Segmentation/val.txt"),
+               layout: str = VOC_LAYOUT) -> Path:
+    """The ``VOC2012`` folder that ``path`` is or holds, or a one-line error naming what is
+    missing: of the ``wanted`` files of a task (segmentation's by default; ``vocdet:`` asks
+    for detection's), whose ``layout`` the error gives."""
     candidates = (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012")
     folder = next((candidate for candidate in candidates if (candidate / "JPEGImages").is_dir()), None)
     if folder is None:
-        raise ConvzooError(f"voc:{path}: no JPEGImages/ in {path}, {path}/VOC2012 or {path}/VOCdevkit/VOC2012. "
-                           f"Pass the Pascal VOC 2012 folder, which holds {VOC_LAYOUT}.")
-    wanted = ("SegmentationClass", "ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/val.txt")
+        raise ConvzooError(f"{prefix}:{path}: no JPEGImages/ in {path}, {path}/VOC2012 or {path}/VOCdevkit/VOC2012. "
+                           f"Pass the Pascal VOC 2012 folder, which holds {layout}.")
     missing = [name for name in wanted if not (folder / name).exists()]
     if missing:
-        raise ConvzooError(f"voc:{path}: {folder} has no {' or '.join(missing)} (expected {VOC_LAYOUT}).")
+        raise ConvzooError(f"{prefix}:{path}: {folder} has no {' or '.join(missing)} (expected {layout}).")
     return folder
 
 
