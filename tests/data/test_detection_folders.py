@@ -123,16 +123,19 @@ def test_vocdet_difficult_objects_are_crowd_in_evaluation_and_dropped_in_trainin
 
 def test_build_loaders_yields_images_and_a_list_of_target_dicts(tmp_path):
     spec = get_dataset_spec(f"coco:{write_coco(tmp_path)}", image_size=SIZE)
-    loaders = build_loaders(spec, batch_size=2, eval_batch_size=3, device="cpu", num_workers=0, targets="boxes")
+    loaders = build_loaders(spec, batch_size=1, eval_batch_size=3, device="cpu", num_workers=0, targets="boxes")
     images, targets = next(iter(loaders.test))
     assert images.shape == (3, 3, SIZE, SIZE) and isinstance(targets, list) and len(targets) == 3
     assert [sorted(target) for target in targets] == [["boxes", "iscrowd", "labels"]] * 3
     assert [len(target["boxes"]) for target in targets] == [2, 2, 0]
-    loaders.train.set_epoch(0)
-    first = [[target["boxes"] for target in batch[1]] for batch in loaders.train]
-    loaders.train.set_epoch(0)
-    again = [[target["boxes"] for target in batch[1]] for batch in loaders.train]
-    assert len(first) == 1 and all(torch.equal(a, b) for a, b in zip(first[0], again[0]))  # seeded per sample
+    # An epoch resumed at its second batch goes on as the whole epoch did: same images, same flips.
+    loaders.train.set_epoch(3)
+    whole = [(images, targets[0]["boxes"]) for images, targets in loaders.train]
+    loaders.train.set_epoch(3, start_step=1)
+    resumed = [(images, targets[0]["boxes"]) for images, targets in loaders.train]
+    assert len(whole) == 3 and len(resumed) == 2
+    for (image, boxes), (image_again, boxes_again) in zip(whole[1:], resumed):
+        assert torch.equal(image, image_again) and torch.equal(boxes, boxes_again)
 
 
 @pytest.mark.parametrize("broken, message", [
@@ -156,3 +159,14 @@ def test_missing_folders_are_one_line_errors(tmp_path):
     with pytest.raises(ConvzooError, match="Annotations") as error:
         get_dataset_spec(f"vocdet:{tmp_path}")
     assert "\n" not in str(error.value) and str(error.value).startswith("vocdet:")
+
+
+def test_coco_plain_split_names(tmp_path):
+    """``instances_train.json`` with ``train/``, as a dataset made without a year names them."""
+    root = write_coco(tmp_path)
+    for split in ("train", "val"):
+        (root / "annotations" / f"instances_{split}2017.json").rename(root / "annotations" / f"instances_{split}.json")
+        (root / f"{split}2017").rename(root / split)
+    spec = get_dataset_spec(f"coco:{root}", image_size=SIZE)
+    assert dataset_class_names(spec) == ("background", "cat", "dog")
+    assert len(build_detection_dataset(spec, train=False, augment=False)) == 3
