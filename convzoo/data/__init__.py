@@ -108,7 +108,8 @@ def build_loaders(
     (a probability) augment the training split on top of ``augment``; ``repeated_aug`` > 1
     repeats each training image that many times in a row in the epoch's order (see ``TrainConfig``).
     ``targets`` (``labels``, ``masks`` or ``boxes``: what ``load_tensors`` returns) is what the
-    loaders yield beside the images; masks come as int64 (N, H, W), boxes as float32 (N, K, 5).
+    loaders yield beside the images; masks come as int64 (N, H, W), boxes as float32 (N, K, 5),
+    or, from ``coco:``/``vocdet:`` folders, as a list of per-image dicts (``data/detection.py``).
     """
     check_targets(spec, targets)
     if targets != "labels":
