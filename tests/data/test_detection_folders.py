@@ -56,7 +56,8 @@ def write_voc(root: Path) -> Path:
         xml = "".join(f"<object><name>{label}</name><difficult>{difficult}</difficult><bndbox><xmin>{box[0]}</xmin>"
                       f"<ymin>{box[1]}</ymin><xmax>{box[2]}</xmax><ymax>{box[3]}</ymax></bndbox></object>"
                       for label, box, difficult in objects[name])
-        (folder / "Annotations" / f"{name}.xml").write_text(f"<annotation><filename>{name}.jpg</filename>{xml}</annotation>")
+        (folder / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename>{xml}</annotation>")
     return root
 
 
