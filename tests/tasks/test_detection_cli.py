@@ -54,3 +54,22 @@ def test_bad_postprocessing_values_are_one_line_errors(cli, tmp_path):
         set_postprocessing(None, 1.5, 0.5)
     with pytest.raises(ConvzooError, match="--nms-iou"):
         set_postprocessing(None, 0.5, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["coco", "vocdet"])
+def test_a_detector_trains_and_evaluates_on_users_coco_and_voc_files(cli, tmp_path, kind):
+    from tests.data.test_detection_folders import write_coco, write_voc
+
+    root = write_coco(tmp_path / "coco") if kind == "coco" else write_voc(tmp_path / "voc")
+    code, out, err = cli("train", "--model", "fasterrcnn_resnet18_fpn", "--dataset", f"{kind}:{root}",
+                         "--set", "image_size=32", "--set", "batch_size=1", "--epochs", "1",
+                         "--set", "model_kwargs={fpn_channels: 32}", "--set", "num_workers=0",
+                         "--out", tmp_path, "--name", "run", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["task"] == "detection" and result["dataset"].startswith(kind)
+    code, out, err = cli("eval", "--checkpoint", tmp_path / "run" / "best.pt", "--per-class", "--json")
+    assert code == 0, err
+    evaluation = json.loads(out)
+    assert evaluation["class_names"][0] == "background" and len(evaluation["per_class"]) == len(
+        evaluation["class_names"]) - 1
