@@ -15,7 +15,7 @@ MODELS = {"fcn8s_resnet18": (), "unet": ("--set", "model_kwargs={base_width: 8}"
 @pytest.fixture(scope="module")
 def scene_file(tmp_path_factory, request):
     """A test canvas of mnist-scenes saved as a PNG, as a user's image file."""
-    from conftest import real_data_dir
+    from tests.conftest import real_data_dir
 
     from convzoo.data.scenes import load_scenes
 
