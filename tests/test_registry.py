@@ -39,8 +39,10 @@ def test_meta_device_counts_match_real_counts():
 def test_catalog_rows_describe_each_model():
     (row,) = catalog_rows("lenet5")
     recipe = row.pop("recipe")
-    assert row == {"name": "lenet5", "family": "lenet", "paper": "LeCun et al. 1998", "params": 61_706,
-                   "input_size": [1, 32, 32], "num_classes": 10}
+    assert row == {"name": "lenet5", "family": "lenet", "task": "classification", "paper": "LeCun et al. 1998",
+                   "params": 61_706, "input_size": [1, 32, 32], "num_classes": 10}
+    (row,) = catalog_rows("fcn8s_vgg16")
+    assert row["task"] == "segmentation" and row["family"] == "fcn"
     assert (recipe["lr"], recipe["batch_size"], recipe["optimizer"]) == (0.05, 128, "sgd")
     with pytest.raises(ConvzooError, match="no model matches"):
         catalog_rows("zzz*")
